@@ -1,0 +1,74 @@
+"""``tfbench``: the one command-line entry point.
+
+Each subcommand lives in its own module, which provides ``configure(parser)``
+and ``main(args) -> int``; the module is imported only to build its parser,
+and TensorFlow only when a subcommand really trains (``tfbench report`` and
+``tfbench compare`` never load it).
+
+Bad input is one readable line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from implementations.errors import TfbenchError
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    "list": ("benchmarks.commands", "list approaches x workloads x modes, with the reason for each unsupported one"),
+    "train": ("benchmarks.commands", "train one approach, or a documented recipe, and print its accuracy"),
+    "run": ("benchmarks.runner", "run the benchmark suite and write a results file"),
+    "report": ("reports.cli", "write REPORT.md and PNG charts from results files"),
+    "compare": ("benchmarks.compare", "compare two results files; exit 1 on a regression"),
+    "ab": ("benchmarks.ab", "A/B-compare two revisions of the suite in one job"),
+    "calibrate-gate": ("benchmarks.calibrate", "measure the regression gate's false-alarm and detection rates"),
+}
+
+
+class UsageError(TfbenchError):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage + error; we print one line with a hint
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _module(name: str):
+    return importlib.import_module(SUBCOMMANDS[name][0])
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = _Parser(prog="tfbench", description="Compare the ways to train networks in TensorFlow.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or name == only:
+            configure = getattr(_module(name), f"configure_{name.replace('-', '_')}", None)
+            (configure or _module(name).configure)(command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Import only the chosen subcommand's module: `tfbench report` must not pay for TensorFlow.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        args = build_parser(chosen if chosen in SUBCOMMANDS else None).parse_args(argv)
+        handler = getattr(_module(args.command), f"main_{args.command.replace('-', '_')}", None)
+        return int((handler or _module(args.command).main)(args) or 0)
+    except TfbenchError as error:
+        message = error.args[0] if error.args else str(error)
+        print(f"tfbench: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tfbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

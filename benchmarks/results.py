@@ -1,0 +1,202 @@
+"""The results file: schema, summary statistics, atomic record-by-record writes.
+
+One JSON file per run::
+
+    {
+      "schema_version": 1,
+      "run_id": "20261122T040000Z-3f9a1c",
+      "created": "...", "updated": "...", "complete": false,
+      "config": {...the run's arguments...},
+      "environment": {...versions, CPU, GPUs, threads, git commit, machine id...},
+      "devices": [{"name": "cpu", "kind": "cpu", "tf_device": "/CPU:0",
+                   "description": "...", "peak_gflops": 201.3, ...}],
+      "records": [record, ...]
+    }
+
+A record is one measurement::
+
+    {"id": "step_time/custom_tape/mlp/function/k1/cpu/b32/synthetic/",
+     "kind": "step_time" | "accuracy" | "recipe" | "input_pipeline",
+     "approach", "workload", "mode", "steps_per_call", "device", "batch_size",
+     "dataset", "variant" (recipe or pipeline name, else ""),
+     "status": "ok" | "unsupported" | "skipped" | "failed", "reason": str | None,
+     "metrics": {...}, "started": iso time, "duration_s": float}
+
+Metrics, where they apply: ``step_time_s`` (see :func:`summarize`),
+``noisy``, ``first_call_s``, ``throughput_sps``, ``speedup_vs_eager`` and
+``speedup_vs_eager_ci`` ([low, high]), ``flops_per_sample``,
+``roofline_fraction``, ``peak_memory_bytes``, ``test_accuracy``,
+``target_accuracy``, ``time_to_accuracy_s``, ``history``,
+``documented_accuracy``, ``documented_metric``, ``reproduced_accuracy``.
+
+This module is pure Python + NumPy (no TensorFlow): the reports and the
+regression gate read results through it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from implementations.errors import TfbenchError
+
+SCHEMA_VERSION = 1
+KINDS = ("step_time", "accuracy", "recipe", "input_pipeline")
+STATUSES = ("ok", "unsupported", "skipped", "failed")
+KEY_FIELDS = ("kind", "approach", "workload", "mode", "steps_per_call", "device", "batch_size", "dataset",
+              "variant")
+RECORD_FIELDS = KEY_FIELDS + ("status", "reason", "metrics")
+# A sample set whose interquartile range exceeds this fraction of its median is flagged noisy.
+NOISY_IQR_FRACTION = 0.10
+
+
+class ResultsError(TfbenchError, ValueError):
+    """A results file is missing, unreadable or not of this schema; the message names it."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def record_id(record: dict) -> str:
+    """A readable, unique key of what a record measures (not of its outcome)."""
+    k = record
+    return (f"{k['kind']}/{k['approach']}/{k['workload']}/{k['mode']}/k{k['steps_per_call']}/"
+            f"{k['device']}/b{k['batch_size']}/{k['dataset']}/{k.get('variant') or ''}")
+
+
+def make_record(kind: str, *, approach: str, workload: str, mode: str, steps_per_call: int, device: str,
+                batch_size: int, dataset: str, variant: str = "", status: str = "ok",
+                reason: str | None = None, metrics: dict | None = None) -> dict:
+    if kind not in KINDS:
+        raise ValueError(f"unknown record kind {kind!r}")
+    if status not in STATUSES:
+        raise ValueError(f"unknown record status {status!r}")
+    record = {"kind": kind, "approach": approach, "workload": workload, "mode": mode,
+              "steps_per_call": int(steps_per_call), "device": device, "batch_size": int(batch_size),
+              "dataset": dataset, "variant": variant, "status": status, "reason": reason,
+              "metrics": metrics or {}}
+    record["id"] = record_id(record)
+    return record
+
+
+def summarize(samples: Sequence[float]) -> dict:
+    """Median, p10, p90, IQR, mean, stdev (n-1), n and the raw samples of a timing sample set."""
+    values = np.asarray(samples, dtype=float)
+    if values.size == 0:
+        raise ValueError("no samples to summarise")
+    p10, p25, median, p75, p90 = np.percentile(values, [10, 25, 50, 75, 90])
+    return {"median": float(median), "p10": float(p10), "p90": float(p90), "iqr": float(p75 - p25),
+            "mean": float(values.mean()), "stdev": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            "n": int(values.size), "samples": [float(v) for v in values]}
+
+
+def is_noisy(summary: dict) -> bool:
+    return summary["median"] > 0 and summary["iqr"] / summary["median"] > NOISY_IQR_FRACTION
+
+
+def write_json_atomic(path: Path, document: dict) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(document, handle, indent=1, allow_nan=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def validate(document: object, source: str = "results") -> dict:
+    """Check a loaded document against the schema; raise :class:`ResultsError` naming ``source``."""
+    if not isinstance(document, dict):
+        raise ResultsError(f"{source}: not a results file (expected a JSON object)")
+    version = document.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(f"{source}: schema_version {version!r} is not {SCHEMA_VERSION}; "
+                           "re-run `tfbench run` with this version of the suite")
+    for key in ("environment", "records"):
+        if key not in document:
+            raise ResultsError(f"{source}: missing {key!r}; is it a tf-training-bench results file?")
+    if not isinstance(document["records"], list):
+        raise ResultsError(f"{source}: 'records' must be a list")
+    for index, record in enumerate(document["records"]):
+        missing = [f for f in RECORD_FIELDS if not isinstance(record, dict) or f not in record]
+        if missing:
+            raise ResultsError(f"{source}: record {index} lacks {', '.join(missing)}")
+        if record["kind"] not in KINDS or record["status"] not in STATUSES:
+            raise ResultsError(f"{source}: record {index} has kind {record['kind']!r} / "
+                               f"status {record['status']!r}, expected one of {KINDS} / {STATUSES}")
+    return document
+
+
+def load(path: str | Path) -> dict:
+    """Read and validate one results file; every failure is a :class:`ResultsError` naming the path."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file") from None
+    except OSError as error:
+        raise ResultsError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ResultsError(f"{path}: not valid JSON (line {error.lineno}: {error.msg}); "
+                           "the file is corrupt or truncated") from None
+    return validate(document, str(path))
+
+
+class ResultsFile:
+    """A run's results, saved atomically after every record so an interrupted run keeps its work."""
+
+    def __init__(self, path: str | Path, document: dict):
+        self.path = Path(path)
+        self.document = document
+
+    @classmethod
+    def create(cls, path: str | Path, *, run_id: str, config: dict, environment: dict,
+               devices: Iterable[dict] = ()) -> ResultsFile:
+        document = {"schema_version": SCHEMA_VERSION, "run_id": run_id, "created": now_iso(),
+                    "updated": now_iso(), "complete": False, "config": config, "environment": environment,
+                    "devices": list(devices), "records": []}
+        results = cls(path, document)
+        results.save()
+        return results
+
+    @classmethod
+    def open(cls, path: str | Path) -> ResultsFile:
+        return cls(path, load(path))
+
+    @property
+    def records(self) -> list[dict]:
+        return self.document["records"]
+
+    def done_ids(self) -> set[str]:
+        """Ids of the records already measured (any status: a resume does not retry them)."""
+        return {record["id"] for record in self.records}
+
+    def add(self, record: dict) -> None:
+        """Append (or replace, by id) a record and save at once."""
+        record.setdefault("id", record_id(record))
+        self.document["records"] = [r for r in self.records if r["id"] != record["id"]] + [record]
+        self.save()
+
+    def save(self, complete: bool | None = None) -> None:
+        if complete is not None:
+            self.document["complete"] = complete
+        self.document["updated"] = now_iso()
+        write_json_atomic(self.path, self.document)

@@ -1,0 +1,20 @@
+"""Errors the user can fix. The CLI prints them as one line and exits with status 2.
+
+Anything else that escapes is a bug and keeps its traceback.
+"""
+
+
+class TfbenchError(Exception):
+    """Base of every error whose message tells the user what is wrong and how to fix it."""
+
+
+class ConfigError(TfbenchError, ValueError):
+    """A bad value: an unknown name, a batch size <= 0, an impossible combination."""
+
+
+class Unsupported(TfbenchError, NotImplementedError):
+    """An approach cannot run this workload or mode; the message says why."""
+
+
+class DatasetError(TfbenchError):
+    """A dataset cannot be had, or its files are corrupt; the message names the file or the fix."""

@@ -1,0 +1,28 @@
+"""The workload's layer specs as Keras layers, for the approaches built on Keras.
+
+Kernels and biases are set from the workload's common initial weights after
+the model is built, so the Keras initialisers used here never matter.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from implementations.workloads import BatchNorm, Conv2D, Dense, Flatten, LayerSpec, MaxPool, ReLU
+
+
+def keras_layer(spec: LayerSpec) -> keras.layers.Layer:
+    if isinstance(spec, Dense):
+        return keras.layers.Dense(spec.units, activation=spec.activation)
+    if isinstance(spec, Conv2D):
+        return keras.layers.Conv2D(spec.filters, spec.kernel_size, strides=spec.strides,
+                                   padding=spec.padding, activation=spec.activation)
+    if isinstance(spec, MaxPool):
+        return keras.layers.MaxPooling2D(spec.pool_size, strides=spec.strides, padding=spec.padding)
+    if isinstance(spec, BatchNorm):
+        return keras.layers.BatchNormalization(momentum=spec.momentum, epsilon=spec.epsilon)
+    if isinstance(spec, ReLU):
+        return keras.layers.ReLU()
+    if isinstance(spec, Flatten):
+        return keras.layers.Flatten()
+    raise TypeError(f"no Keras layer for {spec!r}")
