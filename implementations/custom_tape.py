@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from implementations.interface import Trainer
+from implementations.interface import LoopTrainer
 from implementations.keras_layers import keras_layer
 
 
@@ -36,7 +36,7 @@ class SubclassedModel(keras.Model):
         return x
 
 
-class CustomTape(Trainer):
+class CustomTape(LoopTrainer):
     name = "custom_tape"
     summary = "subclassed keras.Model + one tf.GradientTape per step + optimizer.apply_gradients"
     source = "Hands-On Machine Learning 2nd ed. ch. 12 (custom training loops)"

@@ -1,20 +1,25 @@
 """The one interface every training approach implements.
 
 An approach is a subclass of :class:`Trainer` in its own module, with a name,
-a summary, the tutorial it comes from, and three pieces of its own style:
+a summary and the tutorial it comes from. What a harness can do with any
+approach (:class:`Trainer`): run K optimizer steps in one call and force the
+result (:meth:`~Trainer.steps`, :meth:`~Trainer.runner`), evaluate loss and
+accuracy, fit N epochs with a per-epoch history, count the trainable
+parameters, and get/set the weights in the workload's common order. An
+approach that cannot run a workload or a mode says why in
+:meth:`Trainer.unsupported` instead of failing halfway.
 
-* ``_build(weights)``: create the network's variables (from the workload's
-  common initial weights) and the optimizer(s);
-* ``train_step(x, y) -> (loss, logits)``: one optimizer step, the part a
-  tutorial shows (a GradientTape, a persistent tape, ``fit``...);
-* ``forward(x)`` and ``variables_in_order()``: inference and the weights in
-  the workload's common order.
+Approaches with a hand-written step derive from :class:`LoopTrainer`, which
+compiles that step for the mode (``eager`` / ``function`` / ``xla``), runs K
+steps inside one compiled call and evaluates, the same way for everybody, so
+that only the loop style differs. They write three pieces of their own style:
 
-The base class does the rest the same way for everybody, so that only the
-loop style differs between approaches: it compiles the step for the mode
-(``eager`` / ``function`` / ``xla``), runs K steps inside one compiled call,
-evaluates, and fits epochs with a shared batch order. An approach that cannot
-run a workload or a mode says why in :meth:`Trainer.unsupported`.
+* ``_build(weights)``: the variables (from the common initial weights) and optimizer(s);
+* ``train_step(x, y) -> (loss, logits)``: one optimizer step, the part a tutorial shows;
+* ``forward(x)`` and ``variables_in_order()``: inference, and the weights in common order.
+
+``keras_fit`` derives from :class:`Trainer` directly: Keras's own compiled
+``train_function`` (what ``fit`` runs) is its step.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from implementations.workloads import Workload
 
 MODES = ("eager", "function", "xla")
 OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
-SAMPLING = ("shuffle", "random")
+SAMPLING = ("shuffle", "random", "sequential")
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,12 @@ def epoch_batches(num_examples: int, batch_size: int, rng: np.random.Generator,
     ``shuffle``: a fresh permutation each epoch, the last batch possibly
     smaller (``fit(shuffle=True)``, the tutorials' generators). ``random``:
     ``num_examples // batch_size`` batches drawn with replacement, as in
-    Hands-On ML's ``random_batch`` (``np.random.randint``).
+    Hands-On ML's ``random_batch`` (``np.random.randint``). ``sequential``: in
+    order, no shuffling, as Deep Learning with Python's ``BatchGenerator``.
     """
+    if sampling == "sequential":
+        return [np.arange(start, min(start + batch_size, num_examples))
+                for start in range(0, num_examples, batch_size)]
     if sampling == "random":
         return [rng.integers(0, num_examples, size=batch_size) for _ in range(num_examples // batch_size)]
     order = rng.permutation(num_examples)
@@ -118,10 +127,6 @@ class Trainer(ABC):
         self.workload = workload
         self.config = config
         self._build(list(weights) if weights is not None else workload.init_weights(config.seed))
-        self._train_calls = self._compile(self._train_loop)
-        self._eval_batch = self._compile(self._eval_sums)
-
-    # --- what each approach provides -------------------------------------------
 
     @classmethod
     def unsupported(cls, workload: Workload, mode: str) -> str | None:
@@ -130,7 +135,103 @@ class Trainer(ABC):
 
     @abstractmethod
     def _build(self, weights: list[np.ndarray]) -> None:
-        """Create the variables from ``weights`` (common order) and the optimizer(s)."""
+        """Create the network from ``weights`` (common order) and the optimizer(s)."""
+
+    @abstractmethod
+    def steps(self, xs, ys):
+        """Run ``xs.shape[0]`` optimizer steps, K per compiled call; return the last loss, unforced.
+
+        ``xs`` is a stack of batches ``(n, batch, 28, 28, 1)`` float32 and ``ys``
+        ``(n, batch)`` int32. The caller forces the result (``float(loss)``)
+        before it reads a clock.
+        """
+
+    @abstractmethod
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
+        """Mean loss and accuracy over a dataset, in inference mode."""
+
+    @abstractmethod
+    def _train_epochs(self, x_all, y_all, plan: list[list[np.ndarray]],
+                      epoch_done: Callable[[float, float, float], None]) -> None:
+        """Train on ``plan`` (each epoch's batches of indices into the device-resident ``x_all``);
+        after each epoch call ``epoch_done(mean loss, accuracy, training seconds)``."""
+
+    @abstractmethod
+    def variables_in_order(self) -> list:
+        """Every weight variable (trainable or not) in the workload's common order."""
+
+    def runner(self, xs_calls: Sequence, ys_calls: Sequence) -> Callable[[], object]:
+        """A zero-argument callable doing the next K steps on pre-placed data, returning the loss.
+
+        The harness times this. ``xs_calls[i]`` is one call's stack of K
+        batches, already on the device, so nothing but training is timed.
+        """
+        calls = itertools.cycle(list(zip(xs_calls, ys_calls)))
+
+        def call():
+            xs, ys = next(calls)
+            return self.steps(xs, ys)
+
+        return call
+
+    def fit(self, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
+            eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None, seed: int = 0,
+            sampling: str = "shuffle", on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+        """Train ``epochs`` epochs; return one history dict per epoch.
+
+        Each dict holds ``epoch``, ``loss`` and ``accuracy`` (running means over
+        the epoch, as the tutorials print them), ``train_time_s`` (training
+        only, result forced) and ``eval_time_s``, and ``<name>_loss`` /
+        ``<name>_accuracy`` for each of ``eval_sets`` (e.g. ``{"val": ...,
+        "test": ...}``). The batches depend only on ``seed``, so every approach
+        sees the same batches in the same order.
+        """
+        import tensorflow as tf
+
+        if epochs < 1 or batch_size < 1:
+            raise ConfigError(f"epochs and batch size must be >= 1, got {epochs} and {batch_size}")
+        if sampling not in SAMPLING:
+            raise ConfigError(f"unknown sampling {sampling!r}; choose one of: {', '.join(SAMPLING)}")
+        rng = np.random.default_rng(seed)
+        plan = [epoch_batches(len(x), batch_size, rng, sampling) for _ in range(epochs)]
+        history: list[dict] = []
+
+        def epoch_done(loss: float, accuracy: float, train_time: float) -> None:
+            record = {"epoch": len(history) + 1, "loss": loss, "accuracy": accuracy, "train_time_s": train_time}
+            start = time.perf_counter()
+            for set_name, (set_x, set_y) in (eval_sets or {}).items():
+                record[f"{set_name}_loss"], record[f"{set_name}_accuracy"] = self.evaluate(set_x, set_y)
+            record["eval_time_s"] = time.perf_counter() - start
+            history.append(record)
+            if on_epoch:
+                on_epoch(record)
+
+        # Device-resident once; each call gathers its batches on the device.
+        self._train_epochs(tf.constant(x), tf.constant(y), plan, epoch_done)
+        return history
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [np.array(v.numpy()) for v in self.variables_in_order()]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        variables = self.variables_in_order()
+        if len(weights) != len(variables):
+            raise ConfigError(f"expected {len(variables)} weight arrays, got {len(weights)}")
+        for variable, value in zip(variables, weights):
+            variable.assign(value)
+
+    @property
+    def num_trainable_params(self) -> int:
+        return sum(int(np.prod(v.shape)) for v in self.variables_in_order() if v.trainable)
+
+
+class LoopTrainer(Trainer):
+    """An approach with a hand-written step; this class compiles and drives it."""
+
+    def __init__(self, workload: Workload, config: TrainConfig, weights: Sequence[np.ndarray] | None = None):
+        super().__init__(workload, config, weights)
+        self._train_calls = self._compile(self._train_loop)
+        self._eval_batch = self._compile(self._eval_sums)
 
     @abstractmethod
     def train_step(self, x, y):
@@ -139,12 +240,6 @@ class Trainer(ABC):
     @abstractmethod
     def forward(self, x):
         """Logits for a batch, in inference mode."""
-
-    @abstractmethod
-    def variables_in_order(self) -> list:
-        """Every weight variable (trainable or not) in the workload's common order."""
-
-    # --- provided for everybody ---------------------------------------------------
 
     def _compile(self, fn: Callable) -> Callable:
         import tensorflow as tf
@@ -174,26 +269,7 @@ class Trainer(ABC):
         return loss, loss_sum, correct
 
     def steps(self, xs, ys):
-        """Run ``xs.shape[0]`` optimizer steps (one compiled call); return the last loss, unforced.
-
-        ``xs`` is a stack of batches ``(K, batch, 28, 28, 1)`` and ``ys`` ``(K, batch)`` int32.
-        The caller forces the result (``float(loss)``) before reading a clock.
-        """
         return self._train_calls(xs, ys)[0]
-
-    def runner(self, xs_calls: Sequence, ys_calls: Sequence) -> Callable[[], object]:
-        """A zero-argument callable doing the next K steps on pre-placed data, returning the loss.
-
-        The harness times this. ``xs_calls[i]`` is one call's stack of K
-        batches, already on the device, so nothing but training is timed.
-        """
-        calls = itertools.cycle(list(zip(xs_calls, ys_calls)))
-
-        def call():
-            xs, ys = next(calls)
-            return self.steps(xs, ys)
-
-        return call
 
     def _eval_sums(self, x, y):
         import tensorflow as tf
@@ -204,7 +280,6 @@ class Trainer(ABC):
         return tf.reduce_sum(losses), correct
 
     def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> tuple[float, float]:
-        """Mean loss and accuracy over a dataset."""
         loss_sum, correct = 0.0, 0
         for start in range(0, len(x), batch_size):
             batch_loss, batch_correct = self._eval_batch(x[start:start + batch_size], y[start:start + batch_size])
@@ -212,68 +287,19 @@ class Trainer(ABC):
             correct += int(batch_correct)
         return loss_sum / len(x), correct / len(x)
 
-    def _train_epoch(self, x_all, y_all, batches: list[np.ndarray]) -> tuple[float, float]:
-        """One epoch over ``batches``; returns the running mean loss and accuracy, as tutorials print."""
+    def _train_epochs(self, x_all, y_all, plan, epoch_done) -> None:
         import tensorflow as tf
 
         k = self.config.steps_per_call
-        full = [b for b in batches if len(b) == len(batches[0])]
-        rest = batches[len(full):]  # at most the last, smaller batch
-        calls = [np.stack(full[i:i + k]) for i in range(0, len(full), k)] + [b[None] for b in rest]
-        loss_sum, correct = 0.0, 0
-        for index in calls:
-            _, call_loss, call_correct = self._train_calls(tf.gather(x_all, index), tf.gather(y_all, index))
-            loss_sum += float(call_loss)
-            correct += int(call_correct)
-        seen = sum(len(b) for b in batches)
-        return loss_sum / seen, correct / seen
-
-    def fit(self, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
-            eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None, seed: int = 0,
-            sampling: str = "shuffle", on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
-        """Train ``epochs`` epochs; return one history dict per epoch.
-
-        Each dict holds ``epoch``, ``loss`` and ``accuracy`` (running means over
-        the epoch), ``train_time_s`` (training only, result forced) and
-        ``eval_time_s``, and ``<name>_loss`` / ``<name>_accuracy`` for each of
-        ``eval_sets`` (e.g. ``{"val": ..., "test": ...}``). The batch order
-        depends only on ``seed``, so every approach sees the same batches.
-        """
-        import tensorflow as tf
-
-        if epochs < 1 or batch_size < 1:
-            raise ConfigError(f"epochs and batch size must be >= 1, got {epochs} and {batch_size}")
-        if sampling not in SAMPLING:
-            raise ConfigError(f"unknown sampling {sampling!r}; choose one of: {', '.join(SAMPLING)}")
-        # Device-resident once; each call gathers its batches on the device.
-        x_all, y_all = tf.constant(x), tf.constant(y)
-        rng = np.random.default_rng(seed)
-        history = []
-        for epoch in range(1, epochs + 1):
-            batches = epoch_batches(len(x), batch_size, rng, sampling)
+        for batches in plan:
             start = time.perf_counter()
-            loss, accuracy = self._train_epoch(x_all, y_all, batches)  # returns floats: work is done
-            train_time = time.perf_counter() - start
-            record = {"epoch": epoch, "loss": loss, "accuracy": accuracy, "train_time_s": train_time}
-            start = time.perf_counter()
-            for set_name, (set_x, set_y) in (eval_sets or {}).items():
-                record[f"{set_name}_loss"], record[f"{set_name}_accuracy"] = self.evaluate(set_x, set_y)
-            record["eval_time_s"] = time.perf_counter() - start
-            history.append(record)
-            if on_epoch:
-                on_epoch(record)
-        return history
-
-    def get_weights(self) -> list[np.ndarray]:
-        return [np.array(v.numpy()) for v in self.variables_in_order()]
-
-    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        variables = self.variables_in_order()
-        if len(weights) != len(variables):
-            raise ConfigError(f"expected {len(variables)} weight arrays, got {len(weights)}")
-        for variable, value in zip(variables, weights):
-            variable.assign(value)
-
-    @property
-    def num_trainable_params(self) -> int:
-        return sum(int(np.prod(v.shape)) for v in self.variables_in_order() if v.trainable)
+            # Stacks of K equal-sized batches per call; a smaller last batch goes alone.
+            full = [b for b in batches if len(b) == len(batches[0])]
+            calls = [np.stack(full[i:i + k]) for i in range(0, len(full), k)]
+            calls += [b[None] for b in batches[len(full):]]
+            outputs = [self._train_calls(tf.gather(x_all, index), tf.gather(y_all, index)) for index in calls]
+            # One reduction per epoch, not a device sync per call; float() forces the work.
+            loss_sum = float(tf.add_n([loss_sum for _, loss_sum, _ in outputs]))
+            correct = int(tf.add_n([correct for _, _, correct in outputs]))
+            seen = sum(len(b) for b in batches)
+            epoch_done(loss_sum / seen, correct / seen, time.perf_counter() - start)

@@ -1,0 +1,60 @@
+"""A persistent ``tf.GradientTape`` and two optimizers: one for the lower layers, one for the upper.
+
+From Hands-On Machine Learning 2nd ed. ch. 12, exercise 10(b): the network is
+two ``keras.Sequential`` blocks (lower: the conv block, or the first dense
+layer of an MLP; upper: the rest). One forward pass is recorded on a
+*persistent* tape, so that ``tape.gradient`` can be called twice, once per
+block, each block's gradients going to its own optimizer (the book: Adam
+2e-3 below, Nadam 1e-3 above). Use it for discriminative learning rates, or
+to train part of a network with another optimizer. A persistent tape holds
+its intermediate tensors until it is deleted, so it is released after use.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from implementations.interface import LoopTrainer, OptimizerSpec
+from implementations.keras_layers import keras_layer
+
+
+class DualOptimizerTape(LoopTrainer):
+    name = "dual_optimizer_tape"
+    summary = "persistent tf.GradientTape, one optimizer for the lower layers and one for the upper"
+    source = "Hands-On Machine Learning 2nd ed. ch. 12, exercise 10"
+    # The book's optimizers, used when none are given (the benchmark gives both
+    # blocks the same optimizer, so that only the loop style is compared).
+    default_optimizers = (OptimizerSpec("adam", 2e-3), OptimizerSpec("nadam", 1e-3))
+
+    def _build(self, weights):
+        split = self.workload.lower_layers
+        self.lower_layers = keras.Sequential([keras_layer(s) for s in self.workload.layers[:split]], name="lower")
+        self.upper_layers = keras.Sequential([keras_layer(s) for s in self.workload.layers[split:]], name="upper")
+        self.model = keras.Sequential([keras.Input((28, 28, 1)), self.lower_layers, self.upper_layers])
+        self.model.set_weights(weights)
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.lower_optimizer = self.config.optimizer.make()
+        self.upper_optimizer = (self.config.upper_optimizer or self.config.optimizer).make()
+        self.lower_optimizer.build(self.lower_layers.trainable_variables)
+        self.upper_optimizer.build(self.upper_layers.trainable_variables)
+
+    def train_step(self, x, y):
+        with tf.GradientTape(persistent=True) as tape:
+            logits = self.model(x, training=True)  # training=True: BatchNormalization updates its statistics
+            loss = self.loss_fn(y, logits)
+        for layers, optimizer in ((self.lower_layers, self.lower_optimizer),
+                                  (self.upper_layers, self.upper_optimizer)):
+            grads = tape.gradient(loss, layers.trainable_variables)
+            optimizer.apply_gradients(zip(grads, layers.trainable_variables))
+        del tape  # a persistent tape keeps the forward pass alive until released
+        return loss, logits
+
+    def forward(self, x):
+        return self.model(x, training=False)
+
+    def variables_in_order(self):
+        return self.model.weights
+
+
+APPROACH = DualOptimizerTape

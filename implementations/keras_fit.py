@@ -1,0 +1,113 @@
+"""Keras ``compile`` + ``fit``: the network as a ``keras.Sequential``, the loop left to Keras.
+
+The first style every Keras tutorial teaches (Deep Learning with Python
+ch. 2-3, Hands-On ML ch. 10): declare the layers, ``compile`` with an
+optimizer, a loss and metrics, call ``fit``. Use it whenever the standard
+step (forward, loss, gradients, one optimizer) is what you need: it is the
+least code, and as fast as a hand-written loop done right.
+
+How the modes map onto ``compile``:
+
+* ``eager``: ``run_eagerly=True``;
+* ``function``: ``jit_compile=False``, set explicitly: Keras 3's default
+  ``"auto"`` turns XLA on whenever a GPU is present;
+* ``xla``: ``jit_compile=True``.
+
+Steps per call K is ``steps_per_execution``: Keras runs K steps inside one
+compiled call, pulling batches from a ``tf.data`` iterator, which amortises
+the fixed cost of each call. The harness times ``model.train_function``,
+the compiled function ``fit`` itself calls once per K steps.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from implementations.interface import Trainer
+from implementations.keras_layers import keras_layer
+from implementations.workloads import INPUT_SHAPE
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    """Hands each epoch's training metrics and time to the shared history code."""
+
+    def __init__(self, epoch_done):
+        super().__init__()
+        self.epoch_done = epoch_done
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras has already turned logs into Python floats here: the work is done.
+        self.epoch_done(float(logs["loss"]), float(logs["accuracy"]), time.perf_counter() - self.start)
+
+
+class KerasFit(Trainer):
+    name = "keras_fit"
+    summary = "keras.Sequential + compile + fit (steps_per_execution as steps per call)"
+    source = "Deep Learning with Python ch. 2-3; Hands-On Machine Learning 2nd ed. ch. 10"
+
+    def _build(self, weights):
+        self.model = keras.Sequential([keras.Input(INPUT_SHAPE)] + [keras_layer(s) for s in self.workload.layers])
+        self.model.set_weights(weights)
+        mode = self.config.mode
+        self.model.compile(
+            optimizer=self.config.optimizer.make(),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+            run_eagerly=mode == "eager",
+            jit_compile=mode == "xla",
+            steps_per_execution=self.config.steps_per_call,
+        )
+        # fit() would build these on its first call; the harness calls train_function directly.
+        self.model.optimizer.build(self.model.trainable_variables)
+        self.model.make_train_function()
+
+    def steps(self, xs, ys):
+        iterator = iter(tf.data.Dataset.from_tensor_slices((xs, ys)))
+        logs = None
+        for _ in range(0, int(xs.shape[0]), self.config.steps_per_call):
+            logs = self.model.train_function(iterator)  # K steps per call
+        # Keras's "loss" is the running mean since the metrics were last reset;
+        # forcing it forces every step before it.
+        return logs["loss"]
+
+    def runner(self, xs_calls, ys_calls):
+        # fit's own data path: batches pulled from a repeated tf.data iterator.
+        xs = tf.concat(list(xs_calls), axis=0)
+        ys = tf.concat(list(ys_calls), axis=0)
+        iterator = iter(tf.data.Dataset.from_tensor_slices((xs, ys)).repeat())
+        train_function = self.model.train_function
+
+        def call():
+            return train_function(iterator)["loss"]
+
+        return call
+
+    def evaluate(self, x, y, batch_size=1000):
+        logs = self.model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+        return float(logs["loss"]), float(logs["accuracy"])
+
+    def _train_epochs(self, x_all, y_all, plan, epoch_done):
+        # One fit() call for all epochs, as a user would write it, fed the
+        # shared batch plan (so keras_fit sees the same batches as every other
+        # approach) through tf.data.
+        batch_size = len(plan[0][0])
+        indices = tf.constant(np.stack([np.concatenate(batches) for batches in plan]))
+        dataset = (tf.data.Dataset.from_tensor_slices(indices)
+                   .flat_map(lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(batch_size))
+                   .map(lambda index: (tf.gather(x_all, index), tf.gather(y_all, index)))
+                   .prefetch(tf.data.AUTOTUNE))
+        self.model.fit(dataset, epochs=len(plan), steps_per_epoch=len(plan[0]), verbose=0,
+                       callbacks=[_EpochTimer(epoch_done)])
+
+    def variables_in_order(self):
+        return self.model.weights
+
+
+APPROACH = KerasFit

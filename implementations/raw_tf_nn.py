@@ -1,0 +1,76 @@
+"""The network from raw ``tf.Variable``s and ``tf.nn`` ops: no Keras layers, no Keras model.
+
+The style of the ConvolutionNetwork class of "Do it! 딥러닝 입문" ch. 8-4
+(``tf.nn.conv2d`` + bias -> ``tf.nn.relu`` -> ``tf.nn.max_pool2d`` ->
+``tf.reshape`` -> ``tf.matmul``), and of the raw tf.Variable MLP of a blog
+post run on an M1 Mac: every weight is a ``tf.Variable`` you create, the
+forward pass is written op by op, the loss is
+``tf.nn.softmax_cross_entropy_with_logits`` on one-hot labels, and only the
+optimizer comes from ``keras.optimizers``. Use it to see what the layers do,
+or when you need an op no layer offers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from implementations.interface import LoopTrainer
+from implementations.workloads import NUM_CLASSES, BatchNorm, Conv2D, Dense, Flatten, MaxPool, ReLU
+
+
+class RawTfNn(LoopTrainer):
+    name = "raw_tf_nn"
+    summary = "tf.Variable weights, tf.nn.conv2d / max_pool2d / tf.matmul, softmax_cross_entropy_with_logits"
+    source = '"Do it! 딥러닝 입문" ch. 8-4 (ConvolutionNetwork); a raw tf.Variable MLP blog post'
+
+    @classmethod
+    def unsupported(cls, workload, mode):
+        if workload.has(BatchNorm):
+            return ("batch normalization's moving statistics are not part of the raw tf.nn tutorials; "
+                    "use custom_tape or keras_fit for this network")
+        return None
+
+    def _build(self, weights):
+        specs = self.workload.param_specs()
+        self.params = [tf.Variable(w, name=spec.name.replace("/", "_")) for w, spec in zip(weights, specs)]
+        self.optimizer = self.config.optimizer.make()
+        self.optimizer.build(self.params)
+
+    def forward(self, x):
+        params = iter(self.params)
+        for spec in self.workload.layers:
+            if isinstance(spec, Conv2D):
+                kernel, bias = next(params), next(params)
+                x = tf.nn.conv2d(x, kernel, strides=spec.strides, padding=spec.padding.upper()) + bias
+                if spec.activation == "relu":
+                    x = tf.nn.relu(x)
+            elif isinstance(spec, ReLU):
+                x = tf.nn.relu(x)
+            elif isinstance(spec, MaxPool):
+                x = tf.nn.max_pool2d(x, ksize=spec.pool_size, strides=spec.strides or spec.pool_size,
+                                     padding=spec.padding.upper())
+            elif isinstance(spec, Flatten):
+                x = tf.reshape(x, [-1, int(np.prod(x.shape[1:]))])
+            elif isinstance(spec, Dense):
+                kernel, bias = next(params), next(params)
+                x = tf.matmul(x, kernel) + bias
+                if spec.activation == "relu":
+                    x = tf.nn.relu(x)
+        return x
+
+    def train_step(self, x, y):
+        with tf.GradientTape() as tape:
+            logits = self.forward(x)
+            # The tutorial's loss: softmax cross-entropy against one-hot labels, averaged.
+            loss = tf.reduce_mean(
+                tf.nn.softmax_cross_entropy_with_logits(labels=tf.one_hot(y, NUM_CLASSES), logits=logits))
+        grads = tape.gradient(loss, self.params)
+        self.optimizer.apply_gradients(zip(grads, self.params))
+        return loss, logits
+
+    def variables_in_order(self):
+        return self.params
+
+
+APPROACH = RawTfNn
