@@ -24,7 +24,6 @@ from __future__ import annotations
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from implementations.interface import Trainer
@@ -39,7 +38,10 @@ class _EpochTimer(keras.callbacks.Callback):
         super().__init__()
         self.epoch_done = epoch_done
 
+    epoch = 0
+
     def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -96,15 +98,20 @@ class KerasFit(Trainer):
     def _train_epochs(self, x_all, y_all, plan, epoch_done):
         # One fit() call for all epochs, as a user would write it, fed the
         # shared batch plan (so keras_fit sees the same batches as every other
-        # approach) through tf.data.
-        batch_size = len(plan[0][0])
-        indices = tf.constant(np.stack([np.concatenate(batches) for batches in plan]))
-        dataset = (tf.data.Dataset.from_tensor_slices(indices)
-                   .flat_map(lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(batch_size))
+        # approach) through tf.data. Each pass over the dataset yields the
+        # current epoch's batches and then *ends*: given steps_per_epoch
+        # instead, Keras runs ceil(steps / steps_per_execution) full calls
+        # and an epoch spills into the next one when K does not divide it.
+        timer = _EpochTimer(epoch_done)
+
+        def epoch_indices():
+            yield from plan[timer.epoch]
+
+        dataset = (tf.data.Dataset.from_generator(epoch_indices,
+                                                  output_signature=tf.TensorSpec([None], tf.int64))
                    .map(lambda index: (tf.gather(x_all, index), tf.gather(y_all, index)))
                    .prefetch(tf.data.AUTOTUNE))
-        self.model.fit(dataset, epochs=len(plan), steps_per_epoch=len(plan[0]), verbose=0,
-                       callbacks=[_EpochTimer(epoch_done)])
+        self.model.fit(dataset, epochs=len(plan), shuffle=False, verbose=0, callbacks=[timer])  # planned order
 
     def variables_in_order(self):
         return self.model.weights

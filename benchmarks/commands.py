@@ -1,0 +1,166 @@
+"""``tfbench list`` and ``tfbench train``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from implementations.errors import ConfigError
+from implementations.interface import MODES, OptimizerSpec, TrainConfig
+from implementations.recipes import RECIPES, get_recipe
+from implementations.workloads import WORKLOADS, get_workload
+
+DATASET_CHOICES = ("mnist", "fashion_mnist", "synthetic")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+# --- list -------------------------------------------------------------------------------------------
+
+
+def configure_list(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def support_matrix() -> list[dict]:
+    """Every (approach, workload, mode) with None or the reason it is unsupported."""
+    from implementations import approaches
+
+    return [{"approach": name, "workload": workload.name, "mode": mode,
+             "supported": (reason := cls.unsupported(workload, mode)) is None, "reason": reason}
+            for name, cls in approaches().items() for workload in WORKLOADS.values() for mode in MODES]
+
+
+def main_list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from implementations import approaches
+
+    matrix = support_matrix()
+    if args.json:
+        print(json.dumps({
+            "approaches": {name: {"summary": cls.summary, "source": cls.source} for name, cls in approaches().items()},
+            "workloads": {w.name: {"description": w.description, "benchmark": w.benchmark,
+                                   "flops_per_sample": w.flops_per_sample,
+                                   "trainable_params": w.num_trainable_params} for w in WORKLOADS.values()},
+            "modes": list(MODES), "recipes": list(RECIPES), "combinations": matrix}, indent=1))
+        return 0
+    print("Approaches:")
+    print(tabulate([(name, cls.summary, cls.source) for name, cls in approaches().items()],
+                   headers=["approach", "what it is", "from"]))
+    print("\nWorkloads:")
+    print(tabulate([(w.name, w.description, f"{w.flops_per_sample / 1e6:.2f}", w.num_trainable_params,
+                     "yes" if w.benchmark else "recipes") for w in WORKLOADS.values()],
+                   headers=["workload", "network", "MFLOP/sample", "params", "benchmarked"]))
+    print(f"\nSupport ({', '.join(MODES)}):")
+    rows = []
+    for name in approaches():
+        for workload in WORKLOADS:
+            cells = [c for c in matrix if c["approach"] == name and c["workload"] == workload]
+            reasons = {c["reason"] for c in cells if not c["supported"]}
+            status = "all modes" if not reasons else "; ".join(sorted(reasons))
+            rows.append((name, workload, status))
+    print(tabulate(rows, headers=["approach", "workload", "supported / why not"]))
+    print(f"\nRecipes: {', '.join(RECIPES)}")
+    return 0
+
+
+# --- train ------------------------------------------------------------------------------------------
+
+
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", help=f"a documented recipe: {', '.join(RECIPES)}")
+    parser.add_argument("--approach", help="e.g. custom_tape (see `tfbench list`)")
+    parser.add_argument("--workload", default="mlp", help="mlp (default), cnn, or a recipe network")
+    parser.add_argument("--mode", default="function", choices=MODES)
+    parser.add_argument("--steps-per-call", type=positive_int, default=1, metavar="K")
+    parser.add_argument("--dataset", default="mnist", choices=DATASET_CHOICES)
+    parser.add_argument("--data-dir", help="folder with mnist/ (and fashion_mnist/) IDX files; "
+                                           "default: $TFBENCH_DATA_DIR, then Keras's cache/download")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="default 1 (a recipe: its own)")
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--optimizer", type=str, default=None,
+                        help="NAME:LR, e.g. adam:1e-3 (default); dual_optimizer_tape: the book's Adam/Nadam pair")
+    parser.add_argument("--upper-optimizer", type=str, default=None, help="dual_optimizer_tape's upper block")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
+
+
+def _print_epoch(record: dict) -> None:
+    parts = [f"epoch {record['epoch']:>3}", f"loss {record['loss']:.4f}", f"accuracy {record['accuracy']:.4f}"]
+    for name in ("val", "test"):
+        if f"{name}_accuracy" in record:
+            parts += [f"{name}_loss {record[f'{name}_loss']:.4f}", f"{name}_accuracy {record[f'{name}_accuracy']:.4f}"]
+    parts.append(f"({record['train_time_s']:.1f} s)")
+    print("  ".join(parts), flush=True)
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    from implementations import get_approach
+
+    approach = get_approach(args.approach)
+    lower = OptimizerSpec.parse(args.optimizer) if args.optimizer else None
+    upper = OptimizerSpec.parse(args.upper_optimizer) if args.upper_optimizer else None
+    defaults = getattr(approach, "default_optimizers", None)
+    if lower is None and defaults:  # dual_optimizer_tape: the book's pair unless told otherwise
+        lower, upper = defaults[0], upper or defaults[1]
+    config = TrainConfig(mode=args.mode, steps_per_call=args.steps_per_call, optimizer=lower or OptimizerSpec(),
+                         upper_optimizer=upper, seed=args.seed)
+    reason = approach.unsupported(get_workload(args.workload), args.mode)
+    if reason:
+        raise ConfigError(f"{args.approach} cannot run {args.workload} in {args.mode} mode: {reason}")
+    return config
+
+
+def main_train(args: argparse.Namespace) -> int:
+    from benchmarks.cli import UsageError
+
+    if args.recipe and args.approach:
+        raise UsageError("give either --recipe or --approach, not both")
+    if not args.recipe and not args.approach:
+        raise UsageError("give --approach A (see `tfbench list`) or --recipe NAME")
+    if args.recipe:
+        recipe = get_recipe(args.recipe)
+        from benchmarks.training import run_recipe
+
+        print(f"{recipe.title}: {recipe.approach} on {recipe.workload}, {recipe.optimizer}, batch "
+              f"{recipe.batch_size}, {args.epochs or recipe.epochs} epochs, {recipe.dataset}", flush=True)
+        result = run_recipe(recipe, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed, on_epoch=_print_epoch)
+        documented = (f"{recipe.documented_accuracy:.4f}" if recipe.documented_accuracy is not None
+                      else "none reported")
+        print(f"{recipe.documented_metric}: reproduced {result['reproduced_accuracy']:.4f}, documented {documented}")
+        print(f"test accuracy: {result['test_accuracy']:.4f}")
+        summary = {"recipe": recipe.name, "approach": recipe.approach, "workload": recipe.workload,
+                   "mode": recipe.mode, "dataset": recipe.dataset, "epochs": result["epochs"],
+                   "batch_size": recipe.batch_size, **result}
+    else:
+        config = _train_config(args)
+        from benchmarks.training import train
+        from implementations.datasets import load
+
+        data = load(args.dataset, data_dir=args.data_dir)
+        epochs = args.epochs or 1
+        print(f"{args.approach} on {args.workload}, {args.mode} mode, K={args.steps_per_call}, {config.optimizer}"
+              f"{f' / {config.upper_optimizer}' if config.upper_optimizer else ''}, batch {args.batch_size}, "
+              f"{epochs} epoch(s), {data.source}", flush=True)
+        result = train(args.approach, args.workload, config, data, epochs=epochs, batch_size=args.batch_size,
+                       seed=args.seed, on_epoch=_print_epoch)
+        print(f"test accuracy: {result['test_accuracy']:.4f}")
+        summary = {"approach": args.approach, "workload": args.workload, "mode": args.mode,
+                   "steps_per_call": args.steps_per_call, "dataset": args.dataset, "epochs": epochs,
+                   "batch_size": args.batch_size, "optimizer": str(config.optimizer), **result}
+    if args.json:
+        from benchmarks.results import write_json_atomic
+
+        write_json_atomic(args.json, summary)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,60 @@
+"""Training to accuracy: shared by ``tfbench train`` and the harness's accuracy and recipe stages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from implementations import build
+from implementations.datasets import Data, load
+from implementations.interface import TrainConfig
+from implementations.recipes import Recipe
+from implementations.workloads import get_workload
+
+
+def time_to_accuracy(history: list[dict], target: float | None) -> float | None:
+    """Training seconds (evaluation excluded, as MLPerf and AlgoPerf count) until the
+    test accuracy first reaches ``target``; None if it never does."""
+    if target is None:
+        return None
+    elapsed = 0.0
+    for epoch in history:
+        elapsed += epoch["train_time_s"]
+        if epoch.get("test_accuracy", 0.0) >= target:
+            return elapsed
+    return None
+
+
+def train(approach: str, workload: str, config: TrainConfig, data: Data, *, epochs: int, batch_size: int,
+          seed: int = 0, sampling: str = "shuffle", on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train from the workload's common initial weights; return the history and the figures."""
+    trainer = build(approach, workload, config)
+    eval_sets = {"val": (data.val.x, data.val.y)} if data.val is not None else {}
+    eval_sets["test"] = (data.test.x, data.test.y)
+    history = trainer.fit(data.train.x, data.train.y, epochs=epochs, batch_size=batch_size, eval_sets=eval_sets,
+                          seed=seed, sampling=sampling, on_epoch=on_epoch)
+    target = get_workload(workload).target_accuracy.get(data.name)
+    return {"test_accuracy": history[-1]["test_accuracy"], "target_accuracy": target,
+            "time_to_accuracy_s": time_to_accuracy(history, target),
+            "train_time_s": sum(e["train_time_s"] for e in history), "epochs": epochs, "history": history,
+            "num_trainable_params": trainer.num_trainable_params, "data_source": data.source}
+
+
+def reproduced_accuracy(recipe: Recipe, history: list[dict]) -> float:
+    """The final value of the accuracy the tutorial reports (train = the last epoch's running mean)."""
+    key = {"train_accuracy": "accuracy"}.get(recipe.documented_metric, recipe.documented_metric)
+    return history[-1][key]
+
+
+def run_recipe(recipe: Recipe, *, data_dir=None, epochs: int | None = None, seed: int = 0,
+               on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Run a documented recipe (``epochs`` overrides its epoch count, for quick runs)."""
+    data = load(recipe.dataset, data_dir=data_dir, validation_fraction=recipe.validation_fraction,
+                split_seed=recipe.split_seed, train_limit=recipe.train_limit)
+    config = TrainConfig(mode=recipe.mode, optimizer=recipe.optimizer, upper_optimizer=recipe.upper_optimizer,
+                         seed=seed)
+    result = train(recipe.approach, recipe.workload, config, data, epochs=epochs or recipe.epochs,
+                   batch_size=recipe.batch_size, seed=seed, sampling=recipe.sampling, on_epoch=on_epoch)
+    result.update(recipe=recipe.name, title=recipe.title, source=recipe.source, notes=recipe.notes,
+                  documented_metric=recipe.documented_metric, documented_accuracy=recipe.documented_accuracy,
+                  documented_epochs=recipe.epochs, reproduced_accuracy=reproduced_accuracy(recipe, result["history"]))
+    return result
