@@ -1,0 +1,161 @@
+"""Devices: find the CPU, CUDA GPUs and Apple Silicon GPUs (tensorflow-metal), and use them honestly.
+
+* CUDA GPUs show as ``GPU`` devices on a CUDA build of TensorFlow; memory
+  growth is turned on so that one record does not claim all GPU memory.
+* On macOS arm64 with the ``tensorflow-metal`` plugin the Apple GPU shows as a
+  ``GPU`` device too: we call it ``metal``. The plugin does not support XLA
+  (``jit_compile``), so XLA records on it are ``unsupported``, not failures.
+* GPU work is asynchronous: :func:`synchronize` waits for it before a clock is read.
+
+Everything TensorFlow-specific goes through a ``tf`` argument and the
+platform through ``system``/``machine``, so tests can pass fakes.
+"""
+
+from __future__ import annotations
+
+import platform as _platform
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks.cli import UsageError
+
+DEVICE_CHOICES = ("auto", "all", "cpu", "gpu", "metal")
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str  # "cpu", "gpu:0", "metal:0": what records say
+    kind: str  # "cpu" | "gpu" | "metal"
+    tf_device: str  # for tf.device(): "/CPU:0", "/GPU:0"
+    description: str
+    details: dict = field(default_factory=dict)
+
+    def unsupported_reason(self, mode: str) -> str | None:
+        if self.kind == "metal" and mode == "xla":
+            return "the tensorflow-metal plugin does not support XLA (jit_compile=True)"
+        return None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def metal_plugin_version() -> str | None:
+    try:
+        return metadata.version("tensorflow-metal")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return re.sub(r"\s+", " ", line.split(":", 1)[1]).strip()
+    except OSError:
+        pass
+    return _platform.processor() or _platform.machine()
+
+
+def detect(tf=None, *, system: str | None = None, machine: str | None = None,
+           metal_version: str | None | bool = False) -> list[Device]:
+    """All devices TensorFlow can use here, the CPU first."""
+    if tf is None:
+        import tensorflow as tf
+    system = system or _platform.system()
+    machine = machine or _platform.machine()
+    if metal_version is False:
+        metal_version = metal_plugin_version()
+    devices = [Device("cpu", "cpu", "/CPU:0", cpu_model())]
+    is_metal = system == "Darwin" and machine == "arm64" and metal_version is not None
+    build = dict(tf.sysconfig.get_build_info())
+    for index, gpu in enumerate(tf.config.list_physical_devices("GPU")):
+        try:
+            details = dict(tf.config.experimental.get_device_details(gpu))
+        except Exception:  # details are optional; some plugins do not implement them
+            details = {}
+        if is_metal:
+            description = details.get("device_name", "Apple GPU (tensorflow-metal)")
+            devices.append(Device(f"metal:{index}", "metal", f"/GPU:{index}", description,
+                                  {"tensorflow_metal": metal_version, **details}))
+        else:
+            description = details.get("device_name", gpu.name)
+            extra = {k: build.get(k) for k in ("cuda_version", "cudnn_version") if build.get(k)}
+            devices.append(Device(f"gpu:{index}", "gpu", f"/GPU:{index}", description, {**extra, **details}))
+    return devices
+
+
+def select(devices: list[Device], choice: str) -> list[Device]:
+    """The devices ``--device`` asks for; a missing one is a usage error."""
+    if choice not in DEVICE_CHOICES:
+        raise UsageError(f"unknown device {choice!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
+    if choice == "all":
+        return devices
+    if choice == "auto":  # the accelerators if there are any, else the CPU
+        return [d for d in devices if d.kind != "cpu"] or devices[:1]
+    chosen = [d for d in devices if d.kind == choice]
+    if not chosen:
+        found = ", ".join(d.name for d in devices)
+        raise UsageError(f"no {choice} device here (found: {found}); use --device cpu or --device auto")
+    return chosen
+
+
+def enable_memory_growth(tf=None) -> list[str]:
+    """Let GPU memory grow as needed instead of reserving it all; must run before the GPUs are used."""
+    if tf is None:
+        import tensorflow as tf
+    enabled = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+            enabled.append(gpu.name)
+        except (RuntimeError, ValueError):  # already initialised, or unsupported by a plugin
+            pass
+    return enabled
+
+
+def synchronize(device: Device, tf=None) -> None:
+    """Wait until ``device`` has finished all queued work (a no-op on the CPU, where ops are synchronous)."""
+    if device.kind == "cpu":
+        return
+    if tf is None:
+        import tensorflow as tf
+    tf.test.experimental.sync_devices()
+
+
+def reset_peak_memory(device: Device, tf=None) -> None:
+    if device.kind == "cpu":
+        try:  # Linux: writing 5 resets the process's peak RSS (VmHWM)
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+        return
+    if tf is None:
+        import tensorflow as tf
+    try:
+        tf.config.experimental.reset_memory_stats(device.tf_device.strip("/"))
+    except (ValueError, RuntimeError):  # not every plugin keeps memory stats
+        pass
+
+
+def peak_memory_bytes(device: Device, tf=None) -> int | None:
+    """Peak memory since the last reset: the process's RSS on the CPU, the device's allocator on a GPU."""
+    if device.kind == "cpu":
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+    if tf is None:
+        import tensorflow as tf
+    try:
+        return int(tf.config.experimental.get_memory_info(device.tf_device.strip("/"))["peak"])
+    except (ValueError, RuntimeError, KeyError):
+        return None

@@ -1,0 +1,112 @@
+"""Honest timing: force the result, synchronise the device, *then* read the clock.
+
+The method (after nanoGPT's ``bench.py``, and against the mistake of Keras's
+own custom-loop benchmark, which adds up loss tensors without waiting):
+
+1. the first call (tracing, XLA compilation) is timed on its own;
+2. warm-up calls follow, untimed;
+3. each timed sample is one call of K steps: ``float(loss)`` makes the host
+   wait for the value, ``sync()`` waits for every queued device op, and only
+   then is the clock read; the sample is divided by K;
+4. the configurations that are compared (eager / function / xla, K=1 / K=16)
+   are measured *interleaved*, round by round in a rotating order, so that
+   the machine's drift hits all of them alike and their ratio is fair.
+
+The clock and the sync are arguments, so tests use a fake clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Clock = Callable[[], float]
+
+
+def force(result) -> float:
+    """Wait for a loss tensor's value (the host cannot read it before the work that makes it is done)."""
+    return float(result)
+
+
+def spin(seconds: float, clock: Clock = time.perf_counter) -> None:
+    """Busy-wait: real work on the core, for injecting a known slowdown (gate calibration)."""
+    end = clock() + seconds
+    while clock() < end:
+        pass
+
+
+@dataclass
+class Timed:
+    """One configuration being measured: a call of ``steps_per_call`` steps."""
+
+    call: Callable[[], object]
+    steps_per_call: int = 1
+    # Busy-work added to every timed call, as a fraction of the warm-up call time (regression injection).
+    inject_fraction: float = 0.0
+    first_call_s: float | None = None
+    samples: list[float] = field(default_factory=list)  # seconds per step
+    nonfinite: bool = False
+    _inject_s: float = 0.0
+
+    def timed_call(self, sync: Callable[[], None], clock: Clock) -> float:
+        start = clock()
+        value = force(self.call())
+        sync()
+        if self._inject_s:
+            spin(self._inject_s, clock)
+        elapsed = clock() - start
+        if not np.isfinite(value):
+            self.nonfinite = True
+        return elapsed
+
+
+def first_and_warmup(timed: Timed, warmup: int, sync: Callable[[], None], clock: Clock) -> None:
+    """Time the first call on its own (trace/compile), then run ``warmup`` calls untimed."""
+    timed.first_call_s = timed.timed_call(sync, clock)
+    warm = [timed.timed_call(sync, clock) for _ in range(warmup)]
+    if timed.inject_fraction and warm:
+        timed._inject_s = timed.inject_fraction * float(np.median(warm))
+
+
+def measure_interleaved(configs: dict[str, Timed], *, rounds: int, round_budget_s: float, min_per_round: int = 2,
+                        max_per_round: int = 200, warmup: int = 3, sync: Callable[[], None] = lambda: None,
+                        clock: Clock = time.perf_counter,
+                        on_order: Callable[[list[str]], None] | None = None) -> dict[str, Timed]:
+    """Measure every configuration in ``rounds`` rounds, in a rotating order.
+
+    In each round each configuration gets about ``round_budget_s`` seconds of
+    calls (at least ``min_per_round``), sized from its warm-up, so a 30 ms
+    eager step and a 0.3 ms compiled step both get useful sample counts.
+    """
+    names = list(configs)
+    for name in names:
+        first_and_warmup(configs[name], warmup, sync, clock)
+    per_round = {}
+    for name in names:
+        probe = configs[name].timed_call(sync, clock)
+        per_round[name] = int(np.clip(round_budget_s / max(probe, 1e-9), min_per_round, max_per_round))
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        if on_order:
+            on_order(order)
+        for name in order:
+            timed = configs[name]
+            for _ in range(per_round[name]):
+                timed.samples.append(timed.timed_call(sync, clock) / timed.steps_per_call)
+    return configs
+
+
+def bootstrap_ratio(numerator: list[float], denominator: list[float], *, resamples: int = 2000,
+                    confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """median(numerator) / median(denominator) with a percentile-bootstrap interval."""
+    num, den = np.asarray(numerator, float), np.asarray(denominator, float)
+    rng = np.random.default_rng(seed)
+    num_medians = np.median(rng.choice(num, size=(resamples, num.size)), axis=1)
+    den_medians = np.median(rng.choice(den, size=(resamples, den.size)), axis=1)
+    ratios = num_medians / den_medians
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
+    return float(np.median(num) / np.median(den)), float(low), float(high)
