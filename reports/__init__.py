@@ -1,0 +1,21 @@
+"""Reports: REPORT.md and PNG charts as pure functions of stored results files.
+
+``load_results(paths) -> DataFrame`` (columns: :mod:`reports.data`), ``to_markdown(df, charts) -> str``,
+``plot_*(df, path)`` and ``write_report(paths, out_dir) -> Path``. Nothing here imports TensorFlow: a report
+can be written on any machine from the results files of others.
+"""
+
+from reports.data import approach_colour, load_results
+from reports.markdown import to_markdown
+from reports.plots import (
+    plot_accuracy_curves,
+    plot_batch_size,
+    plot_speedup,
+    plot_step_time,
+    plot_throughput,
+    plot_time_to_accuracy,
+)
+from reports.report import write_report
+
+__all__ = ["approach_colour", "load_results", "plot_accuracy_curves", "plot_batch_size", "plot_speedup",
+           "plot_step_time", "plot_throughput", "plot_time_to_accuracy", "to_markdown", "write_report"]

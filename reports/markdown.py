@@ -1,0 +1,481 @@
+"""REPORT.md from the results DataFrame: every sentence and number is computed from the records.
+
+Rounding: milliseconds, seconds and samples/s to 3 significant figures, speedups to 2 decimals with "x",
+accuracies to 4 decimals, percents to 1 decimal (2 significant figures below 0.1 %).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pandas as pd
+from tabulate import tabulate
+
+from benchmarks.results import NOISY_IQR_FRACTION
+from reports.data import latest, mode_rank, ok, ordered, sort_key
+
+TITLE = "TensorFlow training benchmark report"
+NOISY_MARK = "†"
+DASH = "—"
+# chart name -> section it is shown in; accuracy_curves_<workload> charts go with the accuracy section.
+CHART_SECTIONS = {"step_time": "step_time", "batch_size": "step_time", "speedup": "speedup",
+                  "throughput": "throughput", "time_to_accuracy": "accuracy"}
+CHART_TITLES = {"step_time": "Step time by approach and mode", "batch_size": "Throughput against batch size",
+                "speedup": "Speedup over eager", "throughput": "Throughput by device",
+                "time_to_accuracy": "Time to target accuracy"}
+
+
+# --- numbers ---------------------------------------------------------------------------------------------
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def sig(value: float, figures: int = 3) -> str:
+    """``value`` to ``figures`` significant figures, without exponent: 1.2345 -> "1.23", 21333 -> "21,300"."""
+    if _missing(value):
+        return DASH
+    if value == 0:
+        return "0"
+    rounded = float(f"{value:.{figures}g}")
+    decimals = figures - 1 - math.floor(math.log10(abs(rounded)))
+    return f"{rounded:,.{max(decimals, 0)}f}"
+
+
+def ms(seconds: float) -> str:
+    return DASH if _missing(seconds) else f"{sig(seconds * 1e3)} ms"
+
+
+def secs(seconds: float) -> str:
+    return DASH if _missing(seconds) else f"{sig(seconds)} s"
+
+
+def times(ratio: float) -> str:
+    return DASH if _missing(ratio) else f"{ratio:.2f}x"
+
+
+def accuracy(value: float) -> str:
+    return DASH if _missing(value) else f"{value:.4f}"
+
+
+def percent(fraction: float) -> str:
+    if _missing(fraction):
+        return DASH
+    value = fraction * 100
+    return f"{value:.1f}%" if abs(value) >= 0.1 or value == 0 else f"{sig(value, 2)}%"
+
+
+def _text(value) -> str:
+    """A cell: no line breaks, and pipes escaped so they do not split the Markdown table."""
+    return DASH if _missing(value) or value == "" else " ".join(str(value).split()).replace("|", "\\|")
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _k(k) -> str:
+    return f"K={int(k)}"
+
+
+def _int(value) -> str:
+    return DASH if _missing(value) else str(int(value))
+
+
+# --- tables of approach x mode ---------------------------------------------------------------------------
+
+
+def _grid(frame: pd.DataFrame, cell: Callable[[pd.Series], str],
+          extra: list[tuple[str, Callable[[dict], str]]] = ()) -> str:
+    """Rows workload x approach, columns mode (x K when several); a non-ok record shows its status.
+
+    ``extra`` adds columns computed from a row's records: (header, fn({(mode, K): record}) -> str).
+    """
+    frame = ordered(frame)
+    ks = sorted(frame["steps_per_call"].unique())
+    columns = sorted({(m, int(k)) for m, k in zip(frame["mode"], frame["steps_per_call"])},
+                     key=lambda c: (mode_rank(c[0]), c[1]))
+    headers = ["Workload", "Approach"] + [m if len(ks) == 1 else f"{m} {_k(k)}" for m, k in columns]
+    headers += [header for header, _ in extra]
+    rows = []
+    for (workload, approach), group in frame.groupby(["workload", "approach"], sort=False):
+        records = {(r["mode"], int(r["steps_per_call"])): r for _, r in group.iterrows()}
+        row = [workload, approach]
+        for column in columns:
+            record = records.get(column)
+            row.append(DASH if record is None else cell(record) if record["status"] == "ok" else record["status"])
+        row += [fn(records) for _, fn in extra]
+        rows.append(row)
+    return _table(headers, rows)
+
+
+def _step_time_cell(record: pd.Series) -> str:
+    mark = NOISY_MARK if not _missing(record["noisy"]) and record["noisy"] else ""
+    return (f"{ms(record['step_time_median_s'])}{mark} "
+            f"({sig(record['step_time_p10_s'] * 1e3)}–{sig(record['step_time_p90_s'] * 1e3)})")
+
+
+def _speedup_cell(record: pd.Series) -> str:
+    if _missing(record["speedup_vs_eager"]):
+        return DASH
+    interval = ""
+    if not _missing(record["speedup_low"]) and not _missing(record["speedup_high"]):
+        interval = f" ({record['speedup_low']:.2f}–{record['speedup_high']:.2f})"
+    return times(record["speedup_vs_eager"]) + interval
+
+
+def xla_over_function(step_times: pd.DataFrame) -> pd.DataFrame:
+    """Speed of XLA relative to plain tf.function (function median / xla median), same everything else.
+
+    Below 1 means XLA made the step slower.
+    """
+    keys = ["device_label", "workload", "approach", "steps_per_call", "batch_size"]
+    medians = step_times[step_times["mode"].isin(["function", "xla"])]
+    wide = medians.pivot_table(index=keys, columns="mode", values="step_time_median_s", aggfunc="first")
+    if "function" not in wide or "xla" not in wide:
+        return pd.DataFrame(columns=keys + ["ratio"])
+    ratio = (wide["function"] / wide["xla"]).dropna().rename("ratio").reset_index()
+    return ordered(ratio)
+
+
+def _by_device_batch(frame: pd.DataFrame):
+    """(heading text "device, batch N", records) per device and batch size."""
+    for (device, batch), group in ordered(frame).groupby(["device_label", "batch_size"], sort=False):
+        yield f"{device}, batch {int(batch)}", group
+
+
+def _span(ratios: pd.Series) -> str:
+    low, high = times(ratios.min()), times(ratios.max())
+    return low if low == high else f"{low}–{high}"
+
+
+# --- sections --------------------------------------------------------------------------------------------
+
+
+def _summary(frame: pd.DataFrame) -> list[str]:
+    if frame.empty:
+        return ["No records in these results."]
+    runs, machines = frame["run_id"].nunique(), list(dict.fromkeys(frame["machine"]))
+    counts = frame[frame["status"] == "ok"]["kind"].value_counts()
+    problems = frame[frame["status"] != "ok"]["status"].value_counts()
+    lines = [f"{len(frame)} records from {runs} run{'s' * (runs != 1)} on {len(machines)} "
+             f"machine{'s' * (len(machines) != 1)} ({', '.join(machines)}): "
+             f"{counts.get('step_time', 0)} step-time measurements, {counts.get('accuracy', 0)} accuracy runs, "
+             f"{counts.get('recipe', 0)} documented recipes and {counts.get('input_pipeline', 0)} input "
+             f"pipelines; " + (", ".join(f"{n} {status}" for status, n in problems.items()) or "none")
+             + " (see *Unsupported, skipped and failed records*)."]
+    bullets = []
+    step_times = ok(frame, "step_time")
+    for (device, workload), group in ordered(step_times).groupby(["device_label", "workload"], sort=False):
+        batch = group["batch_size"].min()
+        group = group[group["batch_size"] == batch]
+        best = group.loc[group.groupby("approach", sort=False)["step_time_median_s"].idxmin()]
+        fastest = best.loc[best["step_time_median_s"].idxmin()]
+        where = f"**{workload} on {device}** (batch {int(batch)}): "
+        how = f"{fastest['mode']}, {_k(fastest['steps_per_call'])}"
+        if len(best) == 1:
+            bullets.append(f"{where}only {fastest['approach']} was measured: {ms(fastest['step_time_median_s'])} "
+                           f"per step at best ({how}).")
+            continue
+        slowest = best.loc[best["step_time_median_s"].idxmax()]
+        bullets.append(
+            f"{where}the fastest approach is {fastest['approach']} ({how}) at "
+            f"{ms(fastest['step_time_median_s'])} per step, "
+            f"{times(slowest['step_time_median_s'] / fastest['step_time_median_s'])} faster than the slowest "
+            f"approach at its best, {slowest['approach']} ({slowest['mode']}, {_k(slowest['steps_per_call'])}: "
+            f"{ms(slowest['step_time_median_s'])}).")
+    for mode, name in (("function", "`tf.function`"), ("xla", "XLA (`jit_compile=True`)")):
+        speedups = step_times[(step_times["mode"] == mode)].dropna(subset=["speedup_vs_eager"])
+        parts = [f"{times(g['speedup_vs_eager'].median())} on {workload} "
+                 + (f"(median of {len(g)}, {_span(g['speedup_vs_eager'])})" if len(g) > 1 else "(1 measurement)")
+                 for workload, g in ordered(speedups).groupby("workload", sort=False)]
+        if parts:
+            bullets.append(f"{name} over eager: {'; '.join(parts)}.")
+    ratios = xla_over_function(step_times)
+    if not ratios.empty:
+        hurt = ratios[ratios["ratio"] < 1]
+        if hurt.empty:
+            bullets.append(f"XLA was never slower than plain `tf.function` ({len(ratios)} comparisons).")
+        else:
+            parts = []
+            for (workload, device), g in hurt.groupby(["workload", "device_label"], sort=False):
+                total = ((ratios["workload"] == workload) & (ratios["device_label"] == device)).sum()
+                parts.append(f"{workload} on {device} ({len(g)} of {total}: {_span(g['ratio'])} the speed of "
+                             "`tf.function`)")
+            bullets.append(f"XLA hurt (slower than plain `tf.function`) on {'; '.join(parts)}.")
+    accuracies = ok(frame, "accuracy")
+    if not accuracies.empty:
+        reached = accuracies["test_accuracy"] >= accuracies["target_accuracy"]
+        best = accuracies.loc[accuracies.groupby("workload", sort=False)["test_accuracy"].idxmax()]
+        text = (f"Accuracy: {int(reached.sum())} of {len(accuracies)} training runs reached their target test "
+                "accuracy; best " + ", ".join(f"{r['workload']} {accuracy(r['test_accuracy'])} ({r['approach']})"
+                                               for _, r in best.iterrows()))
+        missed = accuracies[~reached]
+        if not missed.empty:
+            text += "; short of the target: " + ", ".join(
+                f"{r['approach']} on {r['workload']} ({accuracy(r['test_accuracy'])} < "
+                f"{accuracy(r['target_accuracy'])})" for _, r in ordered(missed).iterrows())
+        bullets.append(text + ".")
+    recipes = ok(frame, "recipe")
+    if not recipes.empty:
+        documented = recipes.dropna(subset=["documented_accuracy", "reproduced_accuracy"])
+        text = f"Documented recipes: {len(recipes)} reproduced"
+        if not documented.empty:
+            text += "; reproduced minus documented accuracy: " + ", ".join(
+                f"{r['variant']} {r['reproduced_accuracy'] - r['documented_accuracy']:+.4f}"
+                for _, r in documented.iterrows())
+        if len(documented) < len(recipes):
+            text += f"; {len(recipes) - len(documented)} without a documented accuracy to compare with"
+        bullets.append(text + ".")
+    noisy = int(frame["noisy"].fillna(False).sum())
+    if noisy:
+        bullets.append(f"{noisy} measurement{'s' * (noisy != 1)} flagged noisy (see the last section).")
+    return lines + [""] + [f"- {bullet}" for bullet in bullets]
+
+
+def _environment(frame: pd.DataFrame) -> list[str]:
+    if frame.empty:
+        return ["No runs in these results."]
+    out = []
+    for run_id, run in frame.groupby("run_id", sort=False):
+        first = run.iloc[0]
+        devices = run.drop_duplicates("device")
+        build = [c for c in run.columns if c.startswith("env_tf_build_info_")]
+        threads = f"intra-op {_text(first['env_threads_intra_op'])}, inter-op {_text(first['env_threads_inter_op'])}"
+        fields = [
+            ("Machine", first["machine"]), ("Run", run_id), ("Results file", first["source_file"]),
+            ("Date", first["run_created"]),
+            ("Complete", DASH if _missing(first["run_complete"]) else "yes" if first["run_complete"]
+             else "no (interrupted run)"),
+            ("Profile", first["profile"]), ("TensorFlow", first["env_tensorflow"]), ("Keras", first["env_keras"]),
+            ("Python", first["env_python"]), ("NumPy", first["env_numpy"]),
+            ("tensorflow-metal", first["env_tensorflow_metal"]), ("Platform", first["env_platform"]),
+            ("CPU", first["env_cpu_model"]), ("Cores", first["env_cpu_count"]),
+            ("GPUs", first["env_gpus"] or "none"), ("Threads", threads), ("Git commit", first["env_git_commit"]),
+            ("TF build", ", ".join(f"{c.removeprefix('env_tf_build_info_')} {first[c]}" for c in build
+                                   if not _missing(first[c]))),
+            ("Devices", "; ".join(f"{d['device']}: {_text(d['device_description'])}" for _, d in devices.iterrows())),
+        ]
+        hardware = ", ".join(str(v) for v in (first["env_cpu_model"], first["env_gpus"])
+                             if not _missing(v) and v and v != first["machine"])
+        heading = f"### {first['machine']}" + (f": {hardware}" if hardware else "")
+        out += [heading, "", _table(["", "Value"], [[k, _text(v)] for k, v in fields]), ""]
+    return out[:-1]
+
+
+def _step_time(frame: pd.DataFrame) -> list[str]:
+    step_times = frame[frame["kind"] == "step_time"] if not frame.empty else frame
+    if ok(step_times, "step_time").empty:
+        return ["No step-time records in these results."]
+    out = [f"Median time per optimizer step, with the 10th–90th percentile range in brackets. K is the number "
+           f"of steps run inside one compiled call. {NOISY_MARK} marks a noisy measurement (interquartile range "
+           f"over {NOISY_IQR_FRACTION:.0%} of the median). A status in a cell means the combination did not run "
+           "(see *Unsupported, skipped and failed records*).", ""]
+    for heading, group in _by_device_batch(step_times):
+        out += [f"### {heading}", "", _grid(group, _step_time_cell), ""]
+        first_calls = ok(group, "step_time").dropna(subset=["first_call_s"])
+        if not first_calls.empty:
+            out += ["First call (tracing and compiling included):", "",
+                    _grid(first_calls, lambda r: secs(r["first_call_s"])), ""]
+        memory = ok(group, "step_time").dropna(subset=["peak_memory_bytes"])
+        if not memory.empty:
+            out += ["Peak device memory:", "", _grid(memory, lambda r: f"{sig(r['peak_memory_bytes'] / 2**20)} MiB"),
+                    ""]
+    return out[:-1]
+
+
+def _speedup(frame: pd.DataFrame) -> list[str]:
+    if ok(frame, "step_time").empty or ok(frame, "step_time")["speedup_vs_eager"].isna().all():
+        return ["No speedups over eager in these results."]
+    compiled = frame[(frame["kind"] == "step_time") & (frame["mode"] != "eager")]
+    out = ["Median eager step time over the median step time of the mode (same approach, workload, device, "
+           "batch size), with its interval in brackets; above 1x is faster than eager. *xla vs function* is "
+           "XLA's speed relative to plain `tf.function` (below 1x: XLA made the step slower).", ""]
+
+    def xla_vs_function(k: int) -> Callable[[dict], str]:
+        def cell(records: dict) -> str:
+            function, xla = records.get(("function", k)), records.get(("xla", k))
+            if function is None or xla is None or function["status"] != "ok" or xla["status"] != "ok":
+                return DASH
+            return times(function["step_time_median_s"] / xla["step_time_median_s"])
+        return cell
+
+    for heading, group in _by_device_batch(compiled):
+        if group["speedup_vs_eager"].isna().all() and not group["mode"].eq("xla").any():
+            continue  # e.g. a batch size measured without eager: nothing to show
+        ks = sorted(int(k) for k in group["steps_per_call"].unique())
+        extra = [(f"xla vs function{'' if len(ks) == 1 else ' ' + _k(k)}", xla_vs_function(k)) for k in ks]
+        out += [f"### {heading}", "", _grid(group, _speedup_cell, extra=extra), ""]
+    return out[:-1]
+
+
+def _by_device_columns(frame: pd.DataFrame, cell: Callable[[pd.Series], str]) -> str:
+    """Rows workload x approach x mode x K x batch size, one column per device (and machine)."""
+    frame = ordered(frame)
+    devices = list(dict.fromkeys(frame["device_label"]))
+    keys = ["workload", "approach", "mode", "steps_per_call", "batch_size"]
+    frame = frame.sort_values(keys, key=sort_key, kind="stable")
+    rows = []
+    for (workload, approach, mode, k, batch), group in frame.groupby(keys, sort=False):
+        by_device = {r["device_label"]: r for _, r in group.iterrows()}
+        rows.append([workload, approach, mode, int(k), int(batch)]
+                    + [cell(by_device[d]) if d in by_device else DASH for d in devices])
+    return _table(["Workload", "Approach", "Mode", "K", "Batch"] + devices, rows)
+
+
+def _throughput(frame: pd.DataFrame) -> list[str]:
+    step_times = ok(frame, "step_time").dropna(subset=["throughput_sps"]) if not frame.empty else frame
+    if step_times.empty:
+        return ["No throughput measurements in these results."]
+    return ["Training samples per second (batch size / median step time).", "",
+            _by_device_columns(step_times, lambda r: sig(r["throughput_sps"]))]
+
+
+def roofline_fractions(step_times: pd.DataFrame) -> pd.Series:
+    """The stored roofline fraction, else throughput / (peak FLOP/s / FLOPs per sample) when both are known."""
+    computed = step_times["throughput_sps"] * step_times["flops_per_sample"] / (
+        step_times["device_peak_gflops"] * 1e9)
+    return step_times["roofline_fraction"].astype(float).fillna(computed.astype(float))
+
+
+def _roofline(frame: pd.DataFrame) -> list[str]:
+    step_times = ok(frame, "step_time")
+    if not step_times.empty:
+        step_times = step_times.assign(roofline=roofline_fractions(step_times)).dropna(subset=["roofline"])
+    if step_times.empty:
+        return ["No roofline figures in these results (they need a device peak and the FLOPs per sample)."]
+    peaks = step_times.drop_duplicates("device_label")
+    out = ["Achieved FLOP/s as a fraction of the device's peak: throughput x FLOPs per training sample / peak. "
+           "The peak is the best dense float32 matmul rate measured on the device in the same run:", ""]
+    out += [f"- {r['device_label']} ({_text(r['device_description'])}): {sig(r['device_peak_gflops'])} GFLOP/s"
+            + ("" if _missing(r["device_peak_size"]) else f" at {int(r['device_peak_size'])}³")
+            for _, r in peaks.iterrows()]
+    flops = step_times.drop_duplicates("workload")
+    out += ["", "FLOPs per training sample: " + ", ".join(
+        f"{r['workload']} {sig(r['flops_per_sample'] / 1e6)} MFLOP" for _, r in ordered(flops).iterrows()
+        if not _missing(r["flops_per_sample"])) + ".", ""]
+    return out + [_by_device_columns(step_times, lambda r: percent(r["roofline"]))]
+
+
+def _input_pipeline(frame: pd.DataFrame) -> list[str]:
+    pipelines = ordered(ok(frame, "input_pipeline"), "variant")
+    if pipelines.empty:
+        return ["No input-pipeline records in these results."]
+    rows = [[r["variant"], r["approach"], r["workload"], r["mode"], r["device_label"], int(r["batch_size"]),
+             _step_time_cell(r), sig(r["throughput_sps"])] for _, r in pipelines.iterrows()]
+    return ["One training step fed by each input pipeline (median, 10th–90th percentile).", "",
+            _table(["Pipeline", "Approach", "Workload", "Mode", "Device", "Batch", "Step time", "Samples/s"], rows)]
+
+
+def _accuracy(frame: pd.DataFrame) -> list[str]:
+    accuracies = ordered(ok(frame, "accuracy"))
+    if accuracies.empty:
+        return ["No accuracy records in these results."]
+    rows = []
+    for _, r in accuracies.iterrows():
+        reached = "yes" if r["test_accuracy"] >= r["target_accuracy"] else "no"
+        tta = "not reached" if _missing(r["time_to_accuracy_s"]) else secs(r["time_to_accuracy_s"])
+        rows.append([r["workload"], r["approach"], r["mode"], r["device_label"], r["dataset"],
+                     accuracy(r["test_accuracy"]), accuracy(r["target_accuracy"]), reached, tta,
+                     _int(r["epochs"])])
+    return ["Final test accuracy after training, and the training time until the test accuracy first reached "
+            "the workload's target.", "",
+            _table(["Workload", "Approach", "Mode", "Device", "Dataset", "Test accuracy", "Target", "Reached",
+                    "Time to target", "Epochs"], rows)]
+
+
+def _recipes(frame: pd.DataFrame) -> list[str]:
+    recipes = ok(frame, "recipe")
+    if recipes.empty:
+        return ["No documented-recipe records in these results."]
+    rows = []
+    for _, r in recipes.iterrows():
+        both = not _missing(r["documented_accuracy"]) and not _missing(r["reproduced_accuracy"])
+        difference = f"{r['reproduced_accuracy'] - r['documented_accuracy']:+.4f}" if both else DASH
+        documented = accuracy(r["documented_accuracy"]) if not _missing(r["documented_accuracy"]) else "not reported"
+        rows.append([r["variant"], _text(r["title"]), r["approach"], r["workload"], r["dataset"],
+                     _text(r["documented_metric"]), documented, accuracy(r["reproduced_accuracy"]), difference])
+    out = ["The tutorials and books the approaches come from, re-run as documented.", "",
+           _table(["Recipe", "Title", "Approach", "Workload", "Dataset", "Metric", "Documented", "Reproduced",
+                   "Difference"], rows)]
+    notes = [f"- **{r['variant']}** ({_text(r['source'])}): {' '.join(str(r['notes']).split())}"
+             for _, r in recipes.iterrows() if not _missing(r["notes"]) and r["notes"]]
+    return out + (["", "Notes:", ""] + notes if notes else [])
+
+
+def _not_ok(frame: pd.DataFrame) -> list[str]:
+    problems = frame[frame["status"] != "ok"] if not frame.empty else frame
+    if problems.empty:
+        return ["Every record ran: none unsupported, skipped or failed."]
+    status_rank = {"failed": 0, "unsupported": 1, "skipped": 2}
+    problems = ordered(problems).sort_values("status", key=lambda c: c.map(status_rank), kind="stable")
+    rows = [[r["status"], r["kind"], r["approach"], r["workload"], r["mode"], int(r["steps_per_call"]),
+             r["device_label"], int(r["batch_size"]), _text(r["variant"]), _text(r["reason"])]
+            for _, r in problems.iterrows()]
+    return [_table(["Status", "Kind", "Approach", "Workload", "Mode", "K", "Device", "Batch", "Variant", "Reason"],
+                   rows)]
+
+
+def _noisy(frame: pd.DataFrame) -> list[str]:
+    noisy = ordered(frame[frame["noisy"].fillna(False)]) if not frame.empty else frame
+    if noisy.empty:
+        return [f"No measurement was noisy (interquartile range over {NOISY_IQR_FRACTION:.0%} of the median)."]
+    out = [f"Interquartile range over {NOISY_IQR_FRACTION:.0%} of the median: compare these with care, or "
+           "re-run them on a quieter machine.", ""]
+    for _, r in noisy.iterrows():
+        what = " · ".join(str(v) for v in (r["kind"], r["device_label"], r["workload"], r["approach"], r["mode"],
+                                           _k(r["steps_per_call"]), f"batch {int(r['batch_size'])}",
+                                           r["variant"]) if v)
+        out.append(f"- {what}: median {ms(r['step_time_median_s'])}, IQR {ms(r['step_time_iqr_s'])} "
+                   f"({percent(r['step_time_iqr_s'] / r['step_time_median_s'])} of the median, "
+                   f"n={_int(r['step_time_n'])})")
+    return out
+
+
+SECTIONS = (
+    ("summary", "Summary", _summary),
+    ("environment", "Environment", _environment),
+    ("step_time", "Step time", _step_time),
+    ("speedup", "Speedup over eager", _speedup),
+    ("throughput", "Throughput by device", _throughput),
+    ("roofline", "Roofline", _roofline),
+    ("input_pipeline", "Input pipeline", _input_pipeline),
+    ("accuracy", "Accuracy and time-to-accuracy", _accuracy),
+    ("recipes", "Documented recipes", _recipes),
+    ("not_ok", "Unsupported, skipped and failed records", _not_ok),
+    ("noisy", "Noisy measurements", _noisy),
+)
+
+
+def _chart_section(name: str) -> str:
+    if name.startswith("accuracy_curves_"):
+        return "accuracy"
+    if name not in CHART_SECTIONS:
+        raise ValueError(f"unknown chart {name!r}; expected one of {', '.join(CHART_SECTIONS)} "
+                         "or accuracy_curves_<workload>")
+    return CHART_SECTIONS[name]
+
+
+def _chart_title(name: str) -> str:
+    if name.startswith("accuracy_curves_"):
+        return f"Loss and accuracy per epoch, {name.removeprefix('accuracy_curves_')}"
+    return CHART_TITLES[name]
+
+
+def to_markdown(frame: pd.DataFrame, charts: dict[str, str] | None = None) -> str:
+    """The whole report; ``charts`` maps chart names (``step_time``, ``accuracy_curves_mlp``...) to image links.
+
+    When several runs of one machine measured the same thing, only the newest run's record is shown.
+    """
+    frame = latest(frame)
+    by_section: dict[str, list[str]] = {}
+    for name, link in (charts or {}).items():
+        by_section.setdefault(_chart_section(name), []).append(f"![{_chart_title(name)}]({link})")
+    lines = [f"# {TITLE}", ""]
+    for key, heading, render in SECTIONS:
+        lines += [f"## {heading}", ""] + render(frame) + [""]
+        if key in by_section:
+            lines += [line for image in by_section[key] for line in (image, "")]
+    return "\n".join(lines).rstrip("\n") + "\n"

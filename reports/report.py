@@ -1,0 +1,41 @@
+"""``write_report``: results files in, ``REPORT.md`` and its PNG charts out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from reports.data import load_results, ok
+from reports.markdown import to_markdown
+from reports.plots import (
+    plot_accuracy_curves,
+    plot_batch_size,
+    plot_speedup,
+    plot_step_time,
+    plot_throughput,
+    plot_time_to_accuracy,
+)
+
+REPORT_NAME = "REPORT.md"
+# chart name -> plot function; the file is <name>.png next to REPORT.md.
+CHARTS = {"step_time": plot_step_time, "batch_size": plot_batch_size, "speedup": plot_speedup,
+          "throughput": plot_throughput, "time_to_accuracy": plot_time_to_accuracy}
+
+
+def write_report(paths: str | Path | Iterable[str | Path], out_dir: str | Path) -> Path:
+    """Write ``out_dir/REPORT.md`` and the charts that have data; return the path of REPORT.md."""
+    frame = load_results(paths)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    charts: dict[str, str] = {}
+    for name, plot in CHARTS.items():
+        if plot(frame, out_dir / f"{name}.png") is not None:
+            charts[name] = f"{name}.png"
+    accuracies = ok(frame, "accuracy")
+    for workload in dict.fromkeys(accuracies["workload"] if not accuracies.empty else []):
+        name = f"accuracy_curves_{workload}"
+        if plot_accuracy_curves(frame, out_dir / f"{name}.png", workload) is not None:
+            charts[name] = f"{name}.png"
+    report = out_dir / REPORT_NAME
+    report.write_text(to_markdown(frame, charts))
+    return report
