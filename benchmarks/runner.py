@@ -242,6 +242,7 @@ class Suite:
     def __init__(self, plan: Plan, devices, results: ResultsFile, log, tf):
         self.plan, self.devices, self.results, self.log, self.tf = plan, devices, results, log, tf
         self.done = results.done_ids()
+        self.unavailable: dict[str, str] = {}  # dataset -> why it cannot be had
         self.jobs = self._jobs()
         self.started = time.perf_counter()
         self.finished_jobs = 0
@@ -476,14 +477,17 @@ class Suite:
 
     # -- accuracy and recipes --
 
-    def _dataset_or_skip(self, name: str, stubs, **load_args):
+    def _dataset_or_skip(self, name: str, stubs):
+        """The dataset, or the stubs marked skipped; a dataset that cannot be had is tried once a run."""
         from implementations.datasets import load
         from implementations.errors import DatasetError
 
-        try:
-            return load(name, data_dir=self.plan.data_dir, **load_args), None
-        except DatasetError as error:
-            return None, [{**s, "status": "skipped", "reason": str(error)} for s in stubs]
+        if name not in self.unavailable:
+            try:
+                return load(name, data_dir=self.plan.data_dir), None
+            except DatasetError as error:
+                self.unavailable[name] = str(error)
+        return None, [{**s, "status": "skipped", "reason": self.unavailable[name]} for s in stubs]
 
     def _run_accuracy(self, params, stubs):
         from benchmarks.training import train
@@ -508,11 +512,14 @@ class Suite:
         from implementations.errors import DatasetError
 
         recipe = params["recipe"]
+        if recipe.dataset in self.unavailable:
+            return [{**s, "status": "skipped", "reason": self.unavailable[recipe.dataset]} for s in stubs]
         try:
             with self.tf.device(params["device"].tf_device):
                 result = run_recipe(recipe, data_dir=self.plan.data_dir, epochs=self.plan.recipe_epochs,
                                     seed=self.plan.seed)
         except DatasetError as error:
+            self.unavailable[recipe.dataset] = str(error)
             return [{**s, "status": "skipped", "reason": str(error)} for s in stubs]
         return [{**stubs[0], "metrics": result}]
 

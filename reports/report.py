@@ -17,25 +17,29 @@ from reports.plots import (
 )
 
 REPORT_NAME = "REPORT.md"
-# chart name -> plot function; the file is <name>.png next to REPORT.md.
+FIGURES = "figures"  # the charts' folder, beside REPORT.md
+# chart name -> plot function; the file is figures/<name>.png.
 CHARTS = {"step_time": plot_step_time, "batch_size": plot_batch_size, "speedup": plot_speedup,
           "throughput": plot_throughput, "time_to_accuracy": plot_time_to_accuracy}
 
 
 def write_report(paths: str | Path | Iterable[str | Path], out_dir: str | Path) -> Path:
-    """Write ``out_dir/REPORT.md`` and the charts that have data; return the path of REPORT.md."""
+    """Write ``out_dir/REPORT.md`` and, in ``out_dir/figures/``, the charts that have data; return REPORT.md's path."""
     frame = load_results(paths)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = out_dir / FIGURES
+    figures.mkdir(parents=True, exist_ok=True)
+    for stale in figures.glob("*.png"):  # a chart that has no data this time must not linger
+        stale.unlink()
     charts: dict[str, str] = {}
     for name, plot in CHARTS.items():
-        if plot(frame, out_dir / f"{name}.png") is not None:
-            charts[name] = f"{name}.png"
+        if plot(frame, figures / f"{name}.png") is not None:
+            charts[name] = f"{FIGURES}/{name}.png"
     accuracies = ok(frame, "accuracy")
     for workload in dict.fromkeys(accuracies["workload"] if not accuracies.empty else []):
         name = f"accuracy_curves_{workload}"
-        if plot_accuracy_curves(frame, out_dir / f"{name}.png", workload) is not None:
-            charts[name] = f"{name}.png"
+        if plot_accuracy_curves(frame, figures / f"{name}.png", workload) is not None:
+            charts[name] = f"{FIGURES}/{name}.png"
     report = out_dir / REPORT_NAME
     report.write_text(to_markdown(frame, charts))
     return report

@@ -325,12 +325,12 @@ def test_unknown_chart_name_is_refused(frame):
 def test_write_report_writes_linked_pngs_of_the_right_size(report):
     assert report.name == "REPORT.md"
     markdown = report.read_text()
-    assert sorted(p.name for p in report.parent.glob("*.png")) == sorted(CHART_SIZES)
+    assert sorted(p.name for p in (report.parent / "figures").glob("*.png")) == sorted(CHART_SIZES)
     for name, size in CHART_SIZES.items():
-        path = report.parent / name
+        path = report.parent / "figures" / name
         assert path.stat().st_size > 10_000, name
         assert png_size(path) == size, name
-        assert f"]({name})" in markdown
+        assert f"](figures/{name})" in markdown
 
 
 @pytest.mark.parametrize("plot", [plot_step_time, plot_speedup, plot_throughput, plot_time_to_accuracy,
@@ -377,7 +377,7 @@ def test_tfbench_report_writes_the_report_and_no_chart_without_data(tmp_path, ca
     printed = capsys.readouterr().out.strip()
     assert printed == str(tmp_path / "out" / "REPORT.md")
     markdown = Path(printed).read_text()
-    written = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
+    written = sorted(p.name for p in (tmp_path / "out" / "figures").glob("*.png"))
     assert written == ["speedup.png", "step_time.png", "throughput.png"]  # one batch size, no accuracy records
     assert "accuracy_curves" not in markdown and "batch_size.png" not in markdown
     assert "No accuracy records in these results." in markdown
