@@ -16,25 +16,29 @@ import numpy as np
 from benchmarks.devices import Device, synchronize
 
 
-def matmul_gflops(device: Device, *, size: int = 2048, repeats: int = 10, tf=None) -> dict:
-    """Best GFLOP/s of ``size``^3 float32 matmuls on ``device`` (2 n^3 FLOPs each)."""
+def matmul_gflops(device: Device, *, size: int = 2048, repeats: int = 10, parallel: int = 1, tf=None) -> dict:
+    """Best GFLOP/s of ``parallel`` independent ``size``^3 float32 matmuls run at once on ``device``.
+
+    ``parallel`` matches the inter-op thread pool: with one thread per op and
+    N ops side by side, a single matmul would use one core of N.
+    """
     if tf is None:
         import tensorflow as tf
     with tf.device(device.tf_device):
-        a = tf.random.stateless_uniform((size, size), seed=(1, 2))
-        b = tf.random.stateless_uniform((size, size), seed=(3, 4))
-        # Summing the product gives a scalar to force cheaply (n^2 adds next to 2 n^3 FLOPs).
-        product = tf.function(lambda a, b: tf.reduce_sum(tf.linalg.matmul(a, b)))
+        pairs = [(tf.random.stateless_uniform((size, size), seed=(1, i)),
+                  tf.random.stateless_uniform((size, size), seed=(2, i))) for i in range(parallel)]
+        # Summing each product gives a scalar to force cheaply (n^2 adds next to 2 n^3 FLOPs).
+        products = tf.function(lambda pairs: tf.add_n([tf.reduce_sum(tf.linalg.matmul(a, b)) for a, b in pairs]))
         for _ in range(2):
-            float(product(a, b))
+            float(products(pairs))
         seconds = []
         for _ in range(repeats):
             start = time.perf_counter()
-            float(product(a, b))
+            float(products(pairs))
             synchronize(device, tf)
             seconds.append(time.perf_counter() - start)
-    rates = [2 * size**3 / s / 1e9 for s in seconds]
+    rates = [parallel * 2 * size**3 / s / 1e9 for s in seconds]
     # A peak is the best the device showed: on a shared machine the median
     # understates it, and a roofline fraction over 100% would follow.
     return {"peak_gflops": float(np.max(rates)), "peak_gflops_median": float(np.median(rates)),
-            "peak_size": size, "peak_samples_gflops": rates}
+            "peak_size": size, "peak_parallel": parallel, "peak_samples_gflops": rates}

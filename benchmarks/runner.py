@@ -59,9 +59,9 @@ class Profile:
 PROFILES = {
     "quick": Profile("quick", "every approach x workload x mode at batch 128, K 1 and 16; 3 epochs of MNIST "
                               "each; recipes capped at 3 epochs (<= 10 min on 2 cores)"),
-    "full": Profile("full", "batch sizes 32/128/256/1024, K 1/16/64, more samples, 10 epochs of MNIST, "
+    "full": Profile("full", "batch sizes 32/128/256/1024, K 1 and 16, more samples, 10 epochs of MNIST, "
                             "recipes to their documented epochs",
-                    batch_sizes=(32, 128, 256, 1024), steps_per_call=(1, 16, 64), rounds=10, round_budget_s=0.15,
+                    batch_sizes=(32, 128, 256, 1024), steps_per_call=(1, 16), rounds=10, round_budget_s=0.15,
                     warmup=5, accuracy_epochs=10, recipe_epochs=None),
     "gate": Profile("gate", "the regression gate's small fixed set: step time only, function mode, K=1, "
                             "two approaches on mlp at batch 128",
@@ -119,7 +119,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, metavar="FILE", help="continue an interrupted run's results file")
     parser.add_argument("--report", type=Path, metavar="DIR", help="also write the report of this run to DIR")
     parser.add_argument("--threads", default=None, metavar="INTRA,INTER",
-                        help="TensorFlow thread pools (default: the available cores, 1)")
+                        help="TensorFlow thread pools (default: 1 thread per op, as many ops as cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     # Test-only: adds real busy work, a fraction of each record's warm-up step time, to every timed step.
@@ -161,7 +161,9 @@ def parse_threads(text: str | None) -> dict:
     from benchmarks.environment import cpu_count
 
     if text is None:
-        return {"intra_op": cpu_count(), "inter_op": 1}
+        # One thread per op, ops side by side: on this 2-core CPU 20-33% faster than two
+        # threads per op, one op at a time (benchmarks/PERFORMANCE.md).
+        return {"intra_op": 1, "inter_op": cpu_count()}
     try:
         intra, inter = (int(part) for part in text.split(","))
         if intra < 0 or inter < 0:
@@ -305,7 +307,8 @@ class Suite:
         for device in self.devices:
             if device.name in known and "peak_gflops" in known[device.name]:
                 continue
-            peak = matmul_gflops(device, repeats=10, tf=self.tf)
+            parallel = self.tf.config.threading.get_inter_op_parallelism_threads() if device.kind == "cpu" else 1
+            peak = matmul_gflops(device, repeats=10, parallel=max(1, parallel), tf=self.tf)
             known[device.name] = {**device.to_json(), **peak}
             self.log(f"{device.name}: {device.description}; float32 matmul peak {peak['peak_gflops']:.0f} GFLOP/s")
         self.results.document["devices"] = list(known.values())
@@ -356,7 +359,7 @@ class Suite:
 
     def _run_step_time(self, params, stubs):
         from benchmarks import devices as dev
-        from benchmarks.timing import Timed, measure_interleaved
+        from benchmarks.timing import Timed, harness_overhead, measure_interleaved
         from implementations import build, get_approach
         from implementations.interface import TrainConfig
         from implementations.workloads import get_workload
@@ -390,8 +393,18 @@ class Suite:
                 timed[record_key] = Timed(trainer.runner(xs, ys), steps_per_call=k,
                                           inject_fraction=plan.inject_slowdown)
             measure_interleaved(timed, sync=lambda: dev.synchronize(device, tf), **self._sampling())
+            # What the harness itself adds, on the first compiled configuration (the cheapest call, where
+            # bookkeeping would show most); on the CPU the sync is a no-op and the bare loop is exact.
+            overhead_key = next((key for key, stub in metas.items() if stub["mode"] != "eager"), None)
+            overhead = None
+            if overhead_key and device.kind == "cpu" and not plan.inject_slowdown:
+                overhead = harness_overhead(timed[overhead_key], sync=lambda: dev.synchronize(device, tf))
         peak_memory = dev.peak_memory_bytes(device, tf)
-        return records + self._step_records(metas, timed, workload, device, peak_memory)
+        records = records + self._step_records(metas, timed, workload, device, peak_memory)
+        for record in records:
+            if record["id"] == overhead_key and record["status"] == "ok":
+                record["metrics"]["harness_overhead_fraction"] = overhead
+        return records
 
     def _step_records(self, metas, timed, workload, device, peak_memory):
         from benchmarks.timing import bootstrap_ratio

@@ -99,6 +99,23 @@ def measure_interleaved(configs: dict[str, Timed], *, rounds: int, round_budget_
     return configs
 
 
+def harness_overhead(timed: Timed, *, rounds: int = 5, calls: int = 20, sync: Callable[[], None] = lambda: None,
+                     clock: Clock = time.perf_counter) -> float:
+    """The harness's timed call against a bare ``perf_counter`` loop around the same call, interleaved.
+
+    Returns median(harness) / median(bare) - 1: what the harness's own
+    bookkeeping adds to a sample (about 0 means it measures the step, not itself).
+    """
+    harness, bare = [], []
+    for _ in range(rounds):
+        harness += [timed.timed_call(sync, clock) for _ in range(calls)]
+        for _ in range(calls):
+            start = clock()
+            float(timed.call())
+            bare.append(clock() - start)
+    return float(np.median(harness) / np.median(bare) - 1)
+
+
 def bootstrap_ratio(numerator: list[float], denominator: list[float], *, resamples: int = 2000,
                     confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """median(numerator) / median(denominator) with a percentile-bootstrap interval."""

@@ -331,3 +331,14 @@ def test_accuracy_without_the_dataset_is_skipped_loudly_or_fatal_when_required(t
     assert "SKIPPED" in capsys.readouterr().err
     assert main(argv + ["--require-accuracy", "--output", str(tmp_path / "fatal.json")]) == 2
     assert not (tmp_path / "fatal.json").exists()
+
+
+def test_harness_overhead_compares_the_timed_call_with_a_bare_loop():
+    from benchmarks.timing import harness_overhead
+
+    clock = FakeClock()
+    timed = Timed(fake_call(clock, lambda i: 0.01, "a"))
+    # The fake sync costs 1 ms that a bare loop does not pay: the harness adds 10% here.
+    overhead = harness_overhead(timed, rounds=2, calls=5, sync=lambda: setattr(clock, "now", clock.now + 0.001),
+                                clock=clock)
+    assert overhead == pytest.approx(0.1)
