@@ -159,6 +159,8 @@ def test_ab_cli_exit_codes_and_markdown(repo, tmp_path, monkeypatch, capsys):
     assert cli.main(["ab", "--baseline-rev", "HEAD", *common, "--", "--profile", "quick"]) == 0
     assert summary.read_text().startswith("### ✅ no regression in 1 records")
     assert ab.subprocess_runner.calls[-1][3] == ["--profile", "quick"]
+    assert cli.main(["ab", "--baseline-rev", "HEAD", *common, "--", "--approach", "keras_fit"]) == 0
+    assert ab.subprocess_runner.calls[-1][3] == ["--profile", "gate", "--approach", "keras_fit"]
     capsys.readouterr()
     assert cli.main(["ab", "--baseline-rev", "nope", *common]) == 2
     assert "revision 'nope' is not a commit" in capsys.readouterr().err
@@ -195,8 +197,8 @@ def test_calibration_on_quiet_synthetic_pools_meets_the_targets():
 
 
 def test_calibration_on_noisy_pools_keeps_false_alarms_low_and_catches_large_slowdowns():
-    pools = synthetic_pools(16, (0.10, 0.50), process_noise=0.10, seed=3)
-    rates = {rate.slowdown: rate for rate in estimate_rates(pools, rounds=6, trials=150, seed=4)[0]}
+    pools = synthetic_pools(20, (0.10, 0.50), process_noise=0.10, seed=3)
+    rates = {rate.slowdown: rate for rate in estimate_rates(pools, rounds=6, trials=400, seed=4)[0]}
     assert rates[0.0].rate <= 0.01
     assert rates[0.50].rate >= 0.95
     assert rates[0.10].rate < rates[0.50].rate
@@ -239,7 +241,7 @@ def test_calibration_markdown_states_what_it_rests_on():
 
 def test_calibrate_cli_simulation_writes_the_table(tmp_path, capsys):
     out = tmp_path / "calibration.md"
-    argv = ["calibrate-gate", "--simulate", "1", "--processes", "12", "--trials", "30", "--out", str(out)]
+    argv = ["calibrate-gate", "--simulate", "1", "--processes", "20", "--trials", "30", "--out", str(out)]
     assert cli.main(argv) == 0
     assert out.read_text() == capsys.readouterr().out
     assert cli.main(["calibrate-gate", "--simulate", "1", "--processes", "8"]) == 2

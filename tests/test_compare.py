@@ -84,12 +84,12 @@ def test_a_30_percent_improvement_is_improved():
 
 
 def test_a_tiny_significant_shift_below_the_threshold_is_unchanged():
-    verdict = compare_samples(runs(6, 0.0100, sample_noise=0.001, seed=1), runs(6, 0.0102, sample_noise=0.001, seed=2))
+    base, cand = runs(6, 0.0100, sample_noise=0.001, seed=1), runs(6, 0.0101, sample_noise=0.001, seed=2)
+    verdict = compare_samples(base, cand)
     assert verdict.p_value < 0.01  # real and significant...
     assert verdict.low > 1
-    assert verdict.status == "unchanged"  # ...but a 2 % change is below threshold/2 of the default 5 %
-    assert compare_samples(runs(6, 0.0100, sample_noise=0.001, seed=1), runs(6, 0.0102, sample_noise=0.001, seed=2),
-                           threshold=0.02).status == "regressed"
+    assert verdict.status == "unchanged"  # ...but a 1 % change is below threshold/2 of the default 3 %
+    assert compare_samples(base, cand, threshold=0.01).status == "regressed"
 
 
 def test_between_process_noise_does_not_cry_wolf():
@@ -216,6 +216,7 @@ def test_cli_exit_codes_and_markdown(tmp_path, capsys):
     assert cli.main(["compare", str(tmp_path / "base"), as_list, "--markdown", str(summary)]) == 1
     assert "regressed" in capsys.readouterr().out
     assert summary.read_text().startswith("### ❌ 1 regression in 1 records")
+    assert cli.main(["compare", str(tmp_path / "base" / "run-*.json"), str(tmp_path / "slow" / "run-[0-4].json")]) == 1
 
 
 def test_cli_single_files_say_they_are_less_reliable(tmp_path, capsys):
@@ -255,5 +256,6 @@ def test_cli_empty_directory_and_unknown_metric_are_exit_2(tmp_path, capsys):
     [base] = write_runs(tmp_path, "base", {"mlp": runs(1, 0.01)})
     (tmp_path / "empty").mkdir()
     assert "no *.json" in bad_input(tmp_path, capsys, [str(base), str(tmp_path / "empty")])
+    assert "no file matches" in bad_input(tmp_path, capsys, [str(base), str(tmp_path / "empty" / "*.json")])
     assert "invalid choice" in bad_input(tmp_path, capsys, [str(base), str(base), "--metric", "latency"])
     assert "percentage" in bad_input(tmp_path, capsys, [str(base), str(base), "--threshold", "lots"])
