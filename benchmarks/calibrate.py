@@ -88,14 +88,14 @@ class Rate:
 
 
 def gate_fails(base_docs: Sequence[dict], cand_docs: Sequence[dict], threshold: float | None,
-               alpha: float) -> bool:
+               alpha: float, normalize: bool = True) -> bool:
     """The decision of ``tfbench ab``: does any step-time record regress?"""
-    rows = compare_documents(base_docs, cand_docs, "step_time", threshold, alpha)
+    rows = compare_documents(base_docs, cand_docs, "step_time", threshold, alpha, normalize=normalize)
     return any(row.status == "regressed" for row in rows)
 
 
 def estimate_rates(pools: Pools, rounds: int, trials: int, threshold: float | None = None,
-                   alpha: float = DEFAULT_ALPHA, seed: int = 0) -> tuple[list[Rate], float]:
+                   alpha: float = DEFAULT_ALPHA, seed: int = 0, normalize: bool = True) -> tuple[list[Rate], float]:
     """Gate failure rate per condition by resampling the pools; also the mean time of one comparison (s)."""
     baseline = pools.get(0.0, [])
     if len(baseline) < 2 * rounds:
@@ -117,7 +117,7 @@ def estimate_rates(pools: Pools, rounds: int, trials: int, threshold: float | No
                 base = [baseline[i] for i in rng.choice(len(baseline), rounds, replace=False)]
                 cand = [pools[slowdown][i] for i in rng.choice(len(pools[slowdown]), rounds, replace=False)]
             start = time.perf_counter()
-            failures += gate_fails(base, cand, threshold, alpha)
+            failures += gate_fails(base, cand, threshold, alpha, normalize)
             spent += time.perf_counter() - start
             decisions += 1
         rates.append(Rate(slowdown, trials, failures))
@@ -270,6 +270,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="where the processes' results files go (default results/calibrate/<time>)")
     parser.add_argument("--python", default=sys.executable, metavar="PATH", help="the Python that runs the suite")
     parser.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    parser.add_argument("--raw", action="store_true",
+                        help="decide on raw step times, not normalised by the reference kernel")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--reuse", type=Path, default=None, metavar="DIR",
                         help="re-decide the processes of an earlier calibration (its --results folder) instead of "
@@ -306,7 +308,9 @@ def main(args: argparse.Namespace) -> int:
                                        out_dir=out_dir, worktree=repo_root(), python=args.python,
                                        runner=default_runner)
         source = f" (`tfbench run` processes, results in {out_dir})"
-    rates, compare_seconds = estimate_rates(pools, args.rounds, args.trials, args.threshold, args.alpha, args.seed)
+    rates, compare_seconds = estimate_rates(pools, args.rounds, args.trials, args.threshold, args.alpha, args.seed,
+                                            normalize=not args.raw)
+    source += "; raw step times" if args.raw else "; step times normalised by the reference kernel where timed"
     text = to_markdown(rates, processes=processes, rounds=args.rounds, threshold=args.threshold,
                        alpha=args.alpha, compare_seconds=compare_seconds, process_seconds=seconds, source=source)
     print(text, end="")

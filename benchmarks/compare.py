@@ -76,7 +76,7 @@ import glob
 import math
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -379,11 +379,20 @@ def record_key(record: dict) -> tuple:
     return tuple(record.get(field) for field in KEY_FIELDS)
 
 
-def _runs_by_key(docs: Sequence[dict], metric: Metric) -> tuple[dict[tuple, list[np.ndarray]], dict, dict]:
-    """Per record key: the values of each run that has it "ok", a sample record, and the other statuses seen."""
+def _reference(record: dict) -> float | None:
+    """The median time of the run's reference kernel, timed beside this record (gate profile), if any."""
+    summary = record["metrics"].get("reference_s")
+    median = summary.get("median") if isinstance(summary, dict) else None
+    return float(median) if _finite_positive(median) else None
+
+
+def _runs_by_key(docs: Sequence[dict], metric: Metric) -> tuple[dict[tuple, list[np.ndarray]], dict, dict, dict]:
+    """Per record key: the values of each run that has it "ok", a sample record, the other statuses seen,
+    and each run's reference-kernel time (None where the run has none)."""
     runs: dict[tuple, list[np.ndarray]] = {}
     examples: dict[tuple, dict] = {}
     not_ok: dict[tuple, str] = {}
+    references: dict[tuple, list[float | None]] = {}
     for doc in docs:
         for record in doc["records"]:
             if metric.kinds is not None and record["kind"] not in metric.kinds:
@@ -396,7 +405,28 @@ def _runs_by_key(docs: Sequence[dict], metric: Metric) -> tuple[dict[tuple, list
             values = metric.extract(record)
             if values is not None:
                 runs.setdefault(key, []).append(values)
-    return runs, examples, not_ok
+                references.setdefault(key, []).append(_reference(record))
+    return runs, examples, not_ok, references
+
+
+def normalise(base: list[np.ndarray], base_refs: list[float | None], cand: list[np.ndarray],
+              cand_refs: list[float | None], higher_is_better: bool) -> tuple[list, list] | None:
+    """Each run's values at the machine speed common to all runs, or None if some run has no reference.
+
+    A run measured while the machine was 10% slow has a 10% slower reference
+    kernel too; scaling its times by (pooled reference / its reference)
+    cancels that drift, which is shared between everything one process times
+    (the gate's records correlate 0.83 from process to process here).
+    """
+    references = base_refs + cand_refs
+    if any(r is None for r in references):
+        return None
+    common = float(np.median(references))
+
+    def scale(runs, refs):  # times shrink on a slow machine's runs; rates (higher is better) grow
+        return [run * (common / ref) ** (-1 if higher_is_better else 1) for run, ref in zip(runs, refs)]
+
+    return scale(base, base_refs), scale(cand, cand_refs)
 
 
 def _speedup_intervals_overlap(base_docs: Sequence[dict], cand_docs: Sequence[dict], key: tuple) -> bool:
@@ -423,16 +453,20 @@ def _accuracy_row(rid: str, base: list[np.ndarray], cand: list[np.ndarray], tole
 
 def compare_documents(base_docs: Sequence[dict], cand_docs: Sequence[dict], metric: str = "step_time",
                       threshold: float | None = None, alpha: float = DEFAULT_ALPHA,
-                      accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE) -> list[Row]:
+                      accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE, normalize: bool = True) -> list[Row]:
     """Compare results documents (each one run) of two sides on one metric; rows sorted worst first.
+
+    With ``normalize`` (the default), step times and throughputs of runs that
+    all timed the reference kernel are compared at a common machine speed
+    (:func:`normalise`); the row's note says so.
 
     Raises :class:`benchmarks.cli.UsageError` for an unknown metric or when no record is on both sides.
     """
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
     spec = METRICS[metric]
-    base_runs, base_examples, base_not_ok = _runs_by_key(base_docs, spec)
-    cand_runs, cand_examples, cand_not_ok = _runs_by_key(cand_docs, spec)
+    base_runs, base_examples, base_not_ok, base_refs = _runs_by_key(base_docs, spec)
+    cand_runs, cand_examples, cand_not_ok, cand_refs = _runs_by_key(cand_docs, spec)
     common = sorted(set(base_runs) & set(cand_runs), key=str)
     if not common:
         raise UsageError(f"no {metric} records in common: the baseline has {len(base_runs)} ok records with it, "
@@ -443,7 +477,15 @@ def compare_documents(base_docs: Sequence[dict], cand_docs: Sequence[dict], metr
         if spec.name == "accuracy":
             rows.append(_accuracy_row(rid, base_runs[key], cand_runs[key], accuracy_tolerance))
             continue
-        verdict = compare_samples(base_runs[key], cand_runs[key], threshold, alpha, spec.higher_is_better)
+        base, cand, normalised = base_runs[key], cand_runs[key], None
+        if normalize and spec.name in ("step_time", "throughput"):
+            normalised = normalise(base, base_refs[key], cand, cand_refs[key], spec.higher_is_better)
+            if normalised:
+                base, cand = normalised
+        verdict = compare_samples(base, cand, threshold, alpha, spec.higher_is_better)
+        if normalised:
+            note = "; ".join(filter(None, [verdict.note, "normalised by the reference kernel"]))
+            verdict = replace(verdict, note=note)
         status = verdict.status
         if (verdict.mode == "values" and spec.name == "speedup" and status != "unchanged"
                 and _speedup_intervals_overlap(base_docs, cand_docs, key)):
@@ -660,6 +702,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accuracy-tolerance", type=float, default=DEFAULT_ACCURACY_TOLERANCE, metavar="ABS",
                         help=f"accuracy drop (absolute) that is a regression (default {DEFAULT_ACCURACY_TOLERANCE})")
     parser.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary (for a PR comment)")
+    parser.add_argument("--raw", action="store_true",
+                        help="compare raw step times, not normalised by the reference kernel the gate profile times")
 
 
 def report(rows: Sequence[Row], alpha: float, markdown: str | None, title: str = "") -> int:
@@ -684,5 +728,5 @@ def main(args: argparse.Namespace) -> int:
             print(f"tfbench: warning: the results come from {len(machines)} machines; absolute times do not "
                   "travel between machines: use --metric speedup or roofline", file=sys.stderr)
     rows = compare_documents(base_docs, cand_docs, args.metric, args.threshold, args.alpha,
-                             args.accuracy_tolerance)
+                             args.accuracy_tolerance, normalize=not args.raw)
     return report(rows, args.alpha, args.markdown, title=f"{args.metric}: {len(base_docs)} vs {len(cand_docs)} runs")

@@ -34,6 +34,7 @@ from benchmarks.results import ResultsFile, is_noisy, make_record, summarize
 from implementations.interface import MODES
 
 STAGES = ("step_time", "input_pipeline", "accuracy", "recipe")
+REFERENCE = "reference"  # the reference kernel's key among a group's timed configurations
 PIPELINES = ("device_resident", "tf_data_prefetch", "numpy_slicing", "numpy_slicing_one_hot")
 
 
@@ -54,6 +55,9 @@ class Profile:
     accuracy_batch_size: int = 128
     recipe_epochs: int | None = 3  # None: each recipe's documented epochs
     pipeline_batch_size: int = 128
+    # Time a fixed NumPy kernel interleaved with each step-time group, for the regression gate.
+    reference: bool = False
+    roofline: bool = True  # measure the matmul peak (2-3 s) for roofline fractions
 
 
 PROFILES = {
@@ -66,7 +70,8 @@ PROFILES = {
     "gate": Profile("gate", "the regression gate's small fixed set: step time only, function mode, K=1, "
                             "two approaches on mlp at batch 128",
                     approaches=("custom_tape", "keras_fit"), workloads=("mlp",), modes=("function",),
-                    steps_per_call=(1,), rounds=5, round_budget_s=0.3, warmup=10, stages=("step_time",)),
+                    steps_per_call=(1,), rounds=5, round_budget_s=0.3, warmup=10, stages=("step_time",),
+                    reference=True, roofline=False),
 }
 
 
@@ -93,6 +98,8 @@ class Plan:
     recipe_epochs: int | None = 3
     pipeline_batch_size: int = 128
     inject_slowdown: float = 0.0
+    reference: bool = False
+    roofline: bool = True
     seed: int = 0
 
 
@@ -152,7 +159,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         round_budget_s=profile.round_budget_s, warmup=profile.warmup, samples=args.samples,
         accuracy_epochs=profile.accuracy_epochs, accuracy_batch_size=profile.accuracy_batch_size,
         recipe_epochs=profile.recipe_epochs, pipeline_batch_size=profile.pipeline_batch_size,
-        inject_slowdown=args.inject_slowdown, seed=args.seed,
+        inject_slowdown=args.inject_slowdown, reference=profile.reference, roofline=profile.roofline,
+        seed=args.seed,
     )
     return plan
 
@@ -307,13 +315,16 @@ class Suite:
         for device in self.devices:
             if device.name in known and "peak_gflops" in known[device.name]:
                 continue
+            if not self.plan.roofline:
+                known[device.name] = device.to_json()
+                continue
             parallel = self.tf.config.threading.get_inter_op_parallelism_threads() if device.kind == "cpu" else 1
             peak = matmul_gflops(device, repeats=10, parallel=max(1, parallel), tf=self.tf)
             known[device.name] = {**device.to_json(), **peak}
             self.log(f"{device.name}: {device.description}; float32 matmul peak {peak['peak_gflops']:.0f} GFLOP/s")
         self.results.document["devices"] = list(known.values())
         self.results.save()
-        self.peaks = {name: d["peak_gflops"] for name, d in known.items()}
+        self.peaks = {name: d["peak_gflops"] for name, d in known.items() if "peak_gflops" in d}
 
     def run(self) -> None:
         todo = [job for job in self.jobs if not all(s["id"] in self.done for s in job[2])]
@@ -359,7 +370,7 @@ class Suite:
 
     def _run_step_time(self, params, stubs):
         from benchmarks import devices as dev
-        from benchmarks.timing import Timed, harness_overhead, measure_interleaved
+        from benchmarks.timing import Timed, harness_overhead, measure_interleaved, reference_kernel
         from implementations import build, get_approach
         from implementations.interface import TrainConfig
         from implementations.workloads import get_workload
@@ -392,6 +403,8 @@ class Suite:
                 ys = [tf.identity(bank_y[i * k:(i + 1) * k]) for i in range(calls)]
                 timed[record_key] = Timed(trainer.runner(xs, ys), steps_per_call=k,
                                           inject_fraction=plan.inject_slowdown)
+            if plan.reference:
+                timed[REFERENCE] = Timed(reference_kernel())
             measure_interleaved(timed, sync=lambda: dev.synchronize(device, tf), **self._sampling())
             # What the harness itself adds, on the first compiled configuration (the cheapest call, where
             # bookkeeping would show most); on the CPU the sync is a no-op and the bare loop is exact.
@@ -404,6 +417,8 @@ class Suite:
         for record in records:
             if record["id"] == overhead_key and record["status"] == "ok":
                 record["metrics"]["harness_overhead_fraction"] = overhead
+            if REFERENCE in timed and record["status"] == "ok":
+                record["metrics"]["reference_s"] = summarize(timed[REFERENCE].samples)
         return records
 
     def _step_records(self, metas, timed, workload, device, peak_memory):
@@ -431,6 +446,7 @@ class Suite:
                 metrics["speedup_vs_eager_ci"] = [low, high]
             if self.plan.inject_slowdown:
                 metrics["injected_slowdown"] = self.plan.inject_slowdown
+                metrics["injected_s_per_step"] = measured._inject_s / measured.steps_per_call
             records.append({**stub, "metrics": metrics})
         return records
 

@@ -68,7 +68,21 @@ def first_and_warmup(timed: Timed, warmup: int, sync: Callable[[], None], clock:
     timed.first_call_s = timed.timed_call(sync, clock)
     warm = [timed.timed_call(sync, clock) for _ in range(warmup)]
     if timed.inject_fraction and warm:
-        timed._inject_s = timed.inject_fraction * float(np.median(warm))
+        # Sized on the steady state: the later half of the warm-up, once caches and allocators settled.
+        timed._inject_s = timed.inject_fraction * float(np.median(warm[len(warm) // 2:]))
+
+
+def reference_kernel(size: int = 384) -> Callable[[], float]:
+    """A fixed NumPy matmul, timed beside the records to gauge how fast the machine is right now.
+
+    NumPy, not TensorFlow, so that comparing two TensorFlow versions does not
+    slow the yardstick down with the code under test. The regression gate may
+    divide each run's step times by its reference time to cancel the
+    machine's drift between processes (``tfbench compare``).
+    """
+    rng = np.random.default_rng(0)
+    a, b = rng.random((size, size), dtype=np.float32), rng.random((size, size), dtype=np.float32)
+    return lambda: float((a @ b)[0, 0])
 
 
 def measure_interleaved(configs: dict[str, Timed], *, rounds: int, round_budget_s: float, min_per_round: int = 2,
@@ -107,12 +121,11 @@ def harness_overhead(timed: Timed, *, rounds: int = 5, calls: int = 20, sync: Ca
     bookkeeping adds to a sample (about 0 means it measures the step, not itself).
     """
     harness, bare = [], []
-    for _ in range(rounds):
-        harness += [timed.timed_call(sync, clock) for _ in range(calls)]
-        for _ in range(calls):
-            start = clock()
-            float(timed.call())
-            bare.append(clock() - start)
+    for _ in range(rounds * calls):  # alternate call by call, so drift hits both alike
+        harness.append(timed.timed_call(sync, clock))
+        start = clock()
+        float(timed.call())
+        bare.append(clock() - start)
     return float(np.median(harness) / np.median(bare) - 1)
 
 

@@ -21,7 +21,7 @@ from benchmarks.compare import (
     smallest_p_value,
     to_markdown,
 )
-from benchmarks.results import make_record, write_json_atomic
+from benchmarks.results import make_record, summarize, write_json_atomic
 
 
 def runs(count: int, median: float, *, process_noise: float = 0.0, sample_noise: float = 0.005,
@@ -259,3 +259,28 @@ def test_cli_empty_directory_and_unknown_metric_are_exit_2(tmp_path, capsys):
     assert "no file matches" in bad_input(tmp_path, capsys, [str(base), str(tmp_path / "empty" / "*.json")])
     assert "invalid choice" in bad_input(tmp_path, capsys, [str(base), str(base), "--metric", "latency"])
     assert "percentage" in bad_input(tmp_path, capsys, [str(base), str(base), "--threshold", "lots"])
+
+
+def _run_doc(step_time: float, reference: float | None, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    metrics = {"step_time_s": summarize(step_time * (1 + 0.01 * rng.standard_normal(50)))}
+    if reference is not None:
+        metrics["reference_s"] = summarize(reference * (1 + 0.01 * rng.standard_normal(50)))
+    record = make_record("step_time", approach="custom_tape", workload="mlp", mode="function", steps_per_call=1,
+                         device="cpu", batch_size=128, dataset="synthetic", metrics=metrics)
+    return {"schema_version": 1, "run_id": f"r{seed}", "environment": {}, "records": [record]}
+
+
+def test_the_reference_kernel_cancels_machine_speed_shared_by_a_process():
+    # Ten processes a side, each on a machine 0-40% slower; the candidate's code is 10% slower.
+    speeds = np.linspace(1.0, 1.4, 10)
+    base = [_run_doc(0.002 * f, 0.001 * f, i) for i, f in enumerate(speeds)]
+    cand = [_run_doc(0.0022 * f, 0.001 * f, 100 + i) for i, f in enumerate(speeds[::-1])]
+    normalised = compare_documents(base, cand)[0]
+    raw = compare_documents(base, cand, normalize=False)[0]
+    assert normalised.status == "regressed" and "reference kernel" in normalised.note
+    assert normalised.verdict.ratio == pytest.approx(1.10, rel=0.02)
+    assert raw.status == "unchanged"  # the drift between processes hides the slowdown
+    # A run without the reference timing: compared raw, and the note says nothing of normalising.
+    base[0] = _run_doc(0.002, None, 0)
+    assert "reference kernel" not in compare_documents(base, cand)[0].note
