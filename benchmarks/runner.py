@@ -370,7 +370,7 @@ class Suite:
 
     def _run_step_time(self, params, stubs):
         from benchmarks import devices as dev
-        from benchmarks.timing import Timed, harness_overhead, measure_interleaved, reference_kernel
+        from benchmarks.timing import Timed, first_and_warmup, harness_overhead, measure_interleaved, reference_kernel
         from implementations import build, get_approach
         from implementations.interface import TrainConfig
         from implementations.workloads import get_workload
@@ -379,7 +379,7 @@ class Suite:
         workload = get_workload(params["workload"])
         approach = get_approach(params["approach"])
         batch_size = params["batch_size"]
-        records, timed, metas = [], {}, {}
+        records, timed, metas, peak_memory = [], {}, {}, {}
         for stub in stubs:
             reason = approach.unsupported(workload, stub["mode"]) or device.unsupported_reason(stub["mode"])
             if reason:
@@ -403,6 +403,9 @@ class Suite:
                 ys = [tf.identity(bank_y[i * k:(i + 1) * k]) for i in range(calls)]
                 timed[record_key] = Timed(trainer.runner(xs, ys), steps_per_call=k,
                                           inject_fraction=plan.inject_slowdown)
+                # Build, first call and warm-up run one configuration at a time: its own peak memory.
+                first_and_warmup(timed[record_key], plan.warmup, lambda: dev.synchronize(device, tf), time.perf_counter)
+                peak_memory[record_key] = dev.peak_memory_bytes(device, tf)
             if plan.reference:
                 timed[REFERENCE] = Timed(reference_kernel())
             measure_interleaved(timed, sync=lambda: dev.synchronize(device, tf), **self._sampling())
@@ -412,7 +415,6 @@ class Suite:
             overhead = None
             if overhead_key and device.kind == "cpu" and not plan.inject_slowdown:
                 overhead = harness_overhead(timed[overhead_key], sync=lambda: dev.synchronize(device, tf))
-        peak_memory = dev.peak_memory_bytes(device, tf)
         records = records + self._step_records(metas, timed, workload, device, peak_memory)
         for record in records:
             if record["id"] == overhead_key and record["status"] == "ok":
@@ -437,7 +439,7 @@ class Suite:
             metrics = {"step_time_s": summary, "noisy": is_noisy(summary), "first_call_s": measured.first_call_s,
                        "throughput_sps": throughput, "flops_per_sample": workload.flops_per_sample,
                        "achieved_gflops": throughput * workload.flops_per_sample / 1e9,
-                       "peak_memory_bytes": peak_memory}
+                       "peak_memory_bytes": peak_memory.get(key)}
             if peak:
                 metrics["roofline_fraction"] = throughput * workload.flops_per_sample / (peak * 1e9)
             if eager_key is not None:
