@@ -241,7 +241,7 @@ def test_calibration_markdown_states_what_it_rests_on():
 
 def test_calibrate_cli_simulation_writes_the_table(tmp_path, capsys):
     out = tmp_path / "calibration.md"
-    argv = ["calibrate-gate", "--simulate", "1", "--processes", "20", "--trials", "30", "--out", str(out)]
+    argv = ["calibrate-gate", "--simulate", "1", "--processes", "24", "--trials", "30", "--out", str(out)]
     assert cli.main(argv) == 0
     assert out.read_text() == capsys.readouterr().out
     assert cli.main(["calibrate-gate", "--simulate", "1", "--processes", "8"]) == 2
