@@ -110,6 +110,9 @@ def write_json_atomic(path: Path, document: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a results file is an ordinary file
         with os.fdopen(fd, "w") as handle:
             json.dump(document, handle, indent=1, allow_nan=True)
             handle.flush()

@@ -320,6 +320,9 @@ class Suite:
                 continue
             parallel = self.tf.config.threading.get_inter_op_parallelism_threads() if device.kind == "cpu" else 1
             peak = matmul_gflops(device, repeats=10, parallel=max(1, parallel), tf=self.tf)
+            if parallel > 1:  # also one matmul at a time: what a chain of dependent ops can get
+                single = matmul_gflops(device, repeats=5, parallel=1, tf=self.tf)
+                peak["peak_gflops_single_op"] = single["peak_gflops"]
             known[device.name] = {**device.to_json(), **peak}
             self.log(f"{device.name}: {device.description}; float32 matmul peak {peak['peak_gflops']:.0f} GFLOP/s")
         self.results.document["devices"] = list(known.values())

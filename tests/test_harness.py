@@ -342,3 +342,15 @@ def test_harness_overhead_compares_the_timed_call_with_a_bare_loop():
     overhead = harness_overhead(timed, rounds=2, calls=5, sync=lambda: setattr(clock, "now", clock.now + 0.001),
                                 clock=clock)
     assert overhead == pytest.approx(0.1)
+
+
+def test_results_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    from benchmarks.results import write_json_atomic
+
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
