@@ -193,6 +193,8 @@ def run_ab(repo: Path, rev_a: str, rev_b: str, *, rounds: int = DEFAULT_ROUNDS,
     args = check_run_args(run_args)
     pythons = {"a": python_a, "b": python_b or python_a}
     commits = {"a": resolve(repo, rev_a), "b": resolve(repo, rev_b)}
+    # Absolute: each process runs inside its worktree, where a relative path would land.
+    out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, list[Path]] = {"a": [], "b": []}
     seconds = []

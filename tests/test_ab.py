@@ -256,3 +256,19 @@ def test_calibrate_cli_runs_processes_through_the_runner(repo, tmp_path, monkeyp
     assert cli.main(argv) == 0
     assert len(calibrate.default_runner.calls) == 20
     assert "One gate: 5 rounds x 2 processes x" in capsys.readouterr().out
+
+
+def test_a_relative_output_folder_is_made_absolute_for_the_processes(repo, tmp_path, monkeypatch):
+    # Each process runs inside its worktree: a relative output path would land there, not here.
+    monkeypatch.chdir(tmp_path)
+    outputs = []
+
+    class RecordingRunner(FakeRunner):
+        def __call__(self, side, worktree, python, args, output):
+            outputs.append(Path(output))
+            return super().__call__(side, worktree, python, args, output)
+
+    run_ab(repo, "HEAD~1", "HEAD", rounds=5, out_dir=Path("results") / "ab", runner=RecordingRunner(),
+           log=lambda line: None)
+    assert outputs and all(path.is_absolute() for path in outputs)
+    assert all(path.parent == tmp_path / "results" / "ab" and path.exists() for path in outputs)
