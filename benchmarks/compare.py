@@ -83,7 +83,7 @@ import numpy as np
 from tabulate import tabulate
 
 from benchmarks.cli import UsageError
-from benchmarks.results import KEY_FIELDS, load, record_id
+from benchmarks.results import KEY_FIELDS, ResultsError, expand, load, record_id
 
 DEFAULT_ALPHA = 0.01
 # Slowdown the gate is meant to catch, as a fraction; only a ratio whose interval lies above 1 + threshold/2
@@ -624,19 +624,16 @@ def results_files(spec: str, side: str) -> list[Path]:
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        path = Path(part)
         if any(char in part for char in "*?["):
             found = sorted(Path(match) for match in glob.glob(part))
             if not found:
                 raise UsageError(f"{side} {part}: no file matches this pattern")
             files += found
-        elif path.is_dir():
-            found = sorted(path.glob("*.json"))
-            if not found:
-                raise UsageError(f"{side} {path}: no *.json results files in this directory")
-            files += found
         else:
-            files.append(path)
+            try:
+                files += expand(part)
+            except ResultsError as error:
+                raise UsageError(f"{side} {error}") from None
     if not files:
         raise UsageError(f"{side}: no results file given")
     return files

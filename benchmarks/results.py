@@ -146,6 +146,17 @@ def validate(document: object, source: str = "results") -> dict:
     return document
 
 
+def expand(path: str | Path) -> list[Path]:
+    """A results file as given, or every ``*.json`` of a directory (sorted); an empty directory is an error."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files = sorted(path.glob("*.json"))
+    if not files:
+        raise ResultsError(f"{path}: no *.json results files in this directory")
+    return files
+
+
 def load(path: str | Path) -> dict:
     """Read and validate one results file; every failure is a :class:`ResultsError` naming the path."""
     path = Path(path)

@@ -259,7 +259,7 @@ class Suite:
 
     # -- planning --
 
-    def _step_configs(self, device) -> list[tuple[str, int]]:
+    def _step_configs(self) -> list[tuple[str, int]]:
         configs = []
         for mode in self.plan.modes:
             for k in self.plan.steps_per_call:
@@ -285,7 +285,7 @@ class Suite:
                         for approach in plan.approaches:
                             stubs = [stub("step_time", approach=approach, workload=workload, mode=mode,
                                           steps_per_call=k, device=device.name, batch_size=batch_size)
-                                     for mode, k in self._step_configs(device)]
+                                     for mode, k in self._step_configs()]
                             jobs.append(("step_time", {"approach": approach, "workload": workload,
                                                        "batch_size": batch_size, "device": device}, stubs))
             if "input_pipeline" in plan.stages:
@@ -334,6 +334,7 @@ class Suite:
         if len(todo) < len(self.jobs):
             self.log(f"resuming: {len(self.jobs) - len(todo)} of {len(self.jobs)} jobs already done")
         for index, (kind, params, stubs) in enumerate(todo, 1):
+            started = datetime.now(timezone.utc).isoformat(timespec="seconds")
             start = time.perf_counter()
             try:
                 records = getattr(self, f"_run_{kind}")(params, stubs)
@@ -342,7 +343,7 @@ class Suite:
                 records = [{**s, "status": "failed", "reason": reason[:500]} for s in stubs]
             duration = time.perf_counter() - start
             for record in records:
-                record.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                record["started"] = started
                 record["duration_s"] = duration / len(records)
                 self.results.add(record)
             elapsed = time.perf_counter() - self.started

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.results import ResultsError, load
+from benchmarks.results import ResultsError, expand, load
 
 KNOWN_APPROACHES = ("keras_fit", "custom_tape", "dual_optimizer_tape", "raw_tf_nn", "naive_sequential")
 KNOWN_WORKLOADS = ("mlp", "cnn")  # the benchmarked workloads of implementations/workloads.py, in its order
@@ -59,15 +59,7 @@ def results_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Files as given, and every ``*.json`` of a directory (sorted); an empty directory is an error."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files = sorted(path.glob("*.json"))
-            if not files:
-                raise ResultsError(f"{path}: no *.json results files in this directory")
-            found += files
-        else:
-            found.append(path)
+    found = [file for path in paths for file in expand(path)]
     if not found:
         raise ResultsError("no results files given")
     return found
