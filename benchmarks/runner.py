@@ -58,20 +58,24 @@ class Profile:
     # Time a fixed NumPy kernel interleaved with each step-time group, for the regression gate.
     reference: bool = False
     roofline: bool = True  # measure the matmul peak (2-3 s) for roofline fractions
+    # Threads per op (the intra-op pool); None: as many as cores. The inter-op pool always has one
+    # thread per core. See benchmarks/PERFORMANCE.md, section 1.
+    intra_op: int | None = None
 
 
 PROFILES = {
     "quick": Profile("quick", "every approach x workload x mode at batch 128, K 1 and 16; 3 epochs of MNIST "
                               "each; recipes capped at 3 epochs (<= 10 min on 2 cores)"),
-    "full": Profile("full", "batch sizes 32/128/256/1024, K 1 and 16, more samples, 10 epochs of MNIST, "
+    "full": Profile("full", "batch sizes 32/128/256/1024, K 1, 16 and 64, more samples, 10 epochs of MNIST, "
                             "recipes to their documented epochs",
-                    batch_sizes=(32, 128, 256, 1024), steps_per_call=(1, 16), rounds=10, round_budget_s=0.15,
+                    batch_sizes=(32, 128, 256, 1024), steps_per_call=(1, 16, 64), rounds=10, round_budget_s=0.15,
                     warmup=5, accuracy_epochs=10, recipe_epochs=None),
     "gate": Profile("gate", "the regression gate's small fixed set: step time only, function mode, K=1, "
                             "two approaches on mlp at batch 128",
                     approaches=("custom_tape", "keras_fit"), workloads=("mlp",), modes=("function",),
                     steps_per_call=(1,), rounds=5, round_budget_s=0.3, warmup=10, stages=("step_time",),
-                    reference=True, roofline=False),
+                    # One thread per op: the setting the gate was calibrated under (README).
+                    reference=True, roofline=False, intra_op=1),
 }
 
 
@@ -126,7 +130,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, metavar="FILE", help="continue an interrupted run's results file")
     parser.add_argument("--report", type=Path, metavar="DIR", help="also write the report of this run to DIR")
     parser.add_argument("--threads", default=None, metavar="INTRA,INTER",
-                        help="TensorFlow thread pools (default: 1 thread per op, as many ops as cores)")
+                        help="TensorFlow thread pools (default: as many threads per op and ops side by side "
+                             "as cores; the gate profile: 1 thread per op; a resumed run: the run's own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     # Test-only: adds real busy work, a fraction of each record's warm-up step time, to every timed step.
@@ -165,13 +170,16 @@ def make_plan(args: argparse.Namespace) -> Plan:
     return plan
 
 
-def parse_threads(text: str | None) -> dict:
+def parse_threads(text: str | None, profile: Profile, recorded: dict | None = None) -> dict:
     from benchmarks.environment import cpu_count
 
+    if text is None and recorded:
+        # A resumed run keeps the thread pools its first records were measured with.
+        return {"intra_op": recorded["intra_op"], "inter_op": recorded["inter_op"]}
     if text is None:
-        # One thread per op, ops side by side: on this 2-core CPU 20-33% faster than two
-        # threads per op, one op at a time (benchmarks/PERFORMANCE.md).
-        return {"intra_op": 1, "inter_op": cpu_count()}
+        # Both pools as large as the CPU: on this 2-core CPU the fastest setting for each workload's
+        # best mode (benchmarks/PERFORMANCE.md, section 1).
+        return {"intra_op": profile.intra_op or cpu_count(), "inter_op": cpu_count()}
     try:
         intra, inter = (int(part) for part in text.split(","))
         if intra < 0 or inter < 0:
@@ -183,12 +191,14 @@ def parse_threads(text: str | None) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    threads = parse_threads(args.threads)
     if args.resume:
         results = ResultsFile.open(args.resume)
         plan = Plan(**results.document["config"]["plan"])
+        threads = parse_threads(args.threads, PROFILES.get(plan.profile, PROFILES["quick"]),
+                                recorded=results.document["environment"].get("threads"))
     else:
         plan = make_plan(args)
+        threads = parse_threads(args.threads, PROFILES[args.profile])
     if args.require_accuracy and {"accuracy", "recipe"} & set(plan.stages):
         from implementations.datasets import load
 

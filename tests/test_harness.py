@@ -354,3 +354,19 @@ def test_results_files_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_thread_pools_default_to_the_cores_and_a_resumed_run_keeps_its_own(monkeypatch):
+    from benchmarks import environment
+    from benchmarks.runner import PROFILES, parse_threads
+
+    monkeypatch.setattr(environment, "cpu_count", lambda: 6)
+    assert parse_threads(None, PROFILES["full"]) == {"intra_op": 6, "inter_op": 6}
+    # The gate keeps the one-thread-per-op setting it was calibrated under.
+    assert parse_threads(None, PROFILES["gate"]) == {"intra_op": 1, "inter_op": 6}
+    assert parse_threads("3,1", PROFILES["gate"]) == {"intra_op": 3, "inter_op": 1}
+    recorded = {"intra_op": 1, "inter_op": 2}
+    assert parse_threads(None, PROFILES["quick"], recorded=recorded) == recorded
+    assert parse_threads("2,2", PROFILES["quick"], recorded=recorded) == {"intra_op": 2, "inter_op": 2}
+    with pytest.raises(UsageError, match="INTRA,INTER"):
+        parse_threads("2", PROFILES["quick"])
