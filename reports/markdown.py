@@ -356,7 +356,41 @@ def _roofline(frame: pd.DataFrame) -> list[str]:
     out += ["", "FLOPs per training sample: " + ", ".join(
         f"{r['workload']} {sig(r['flops_per_sample'] / 1e6)} MFLOP" for _, r in ordered(flops).iterrows()
         if not _missing(r["flops_per_sample"])) + ".", ""]
+    out += [BEST_INTRO, "", _best_per_approach(step_times), "", *_within_fastest(step_times), "",
+            "Every configuration:", ""]
     return out + [_by_device_columns(step_times, lambda r: percent(r["roofline"]))]
+
+
+BEST_INTRO = ("Each approach's best configuration (the mode and steps per call K with the highest throughput) "
+              "for each workload and batch size, against the fastest approach there:")
+WITHIN = 0.10  # "within 10% of the fastest approach for the same workload, mode, K and batch size"
+
+
+def _best_per_approach(step_times: pd.DataFrame) -> str:
+    rows = []
+    for (device, workload, batch), group in ordered(step_times).groupby(
+            ["device_label", "workload", "batch_size"], sort=False):
+        best = group.loc[group.groupby("approach", sort=False)["throughput_sps"].idxmax()]
+        fastest = best["throughput_sps"].max()
+        for _, r in best.iterrows():
+            rows.append([device, workload, int(batch), r["approach"], f"{r['mode']} {_k(r['steps_per_call'])}",
+                         sig(r["throughput_sps"]), percent(r["roofline"]), times(r["throughput_sps"] / fastest)])
+    return _table(["Device", "Workload", "Batch", "Approach", "Best mode", "Samples/s", "Roofline",
+                   "Of the fastest"], rows)
+
+
+def _within_fastest(step_times: pd.DataFrame) -> list[str]:
+    """Per device: the configurations within 10% of the fastest approach's time for the same setting."""
+    keys = ["device_label", "workload", "mode", "steps_per_call", "batch_size"]
+    slowest_allowed = step_times.groupby(keys)["step_time_median_s"].transform("min") * (1 + WITHIN)
+    step_times = step_times.assign(within=step_times["step_time_median_s"] <= slowest_allowed)
+    out = [f"Configurations within {WITHIN:.0%} of the fastest approach's step time for the same workload, "
+           "mode, K and batch size:", ""]
+    for device, on_device in ordered(step_times).groupby("device_label", sort=False):
+        counts = [f"{approach} {int(g['within'].sum())} of {len(g)}"
+                  for approach, g in on_device.groupby("approach", sort=False)]
+        out.append(f"- {device}: {int(on_device['within'].sum())} of {len(on_device)} ({'; '.join(counts)})")
+    return out
 
 
 def _input_pipeline(frame: pd.DataFrame) -> list[str]:

@@ -394,3 +394,31 @@ def test_reports_never_import_tensorflow():
     code = ("import sys, reports, reports.cli; from benchmarks import cli; cli.build_parser('report'); "
             "assert not {'tensorflow', 'keras'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_roofline_names_each_approach_best_configuration_and_the_10_percent_tally(markdown):
+    records = [r for r in document(CPU)["records"] if r["kind"] == "step_time" and r["status"] == "ok"]
+    roofline = section(markdown, "Roofline")
+    # Each approach's best (mode, K) by throughput on one workload and batch size, and its share of the fastest.
+    cell = [r for r in records if r["workload"] == "mlp" and r["batch_size"] == records[0]["batch_size"]]
+    best = {}
+    for r in cell:
+        if r["metrics"]["throughput_sps"] > best.get(r["approach"], {"metrics": {"throughput_sps": 0}})[
+                "metrics"]["throughput_sps"]:
+            best[r["approach"]] = r
+    fastest = max(r["metrics"]["throughput_sps"] for r in best.values())
+    rows = [line for line in roofline.splitlines() if f"| cpu @ {CPU_MACHINE}" in line and "| mlp " in line
+            and f"| {records[0]['batch_size']} " in line and " K=" in line]
+    assert len(rows) == len(best)
+    for approach, r in best.items():
+        row = next(line for line in rows if f"| {approach} " in line)
+        assert f"| {r['mode']} K={r['steps_per_call']} " in row
+        assert f"{r['metrics']['throughput_sps'] / fastest:.2f}x" in row
+    # The tally counts a configuration when its median is within 10% of the best median of its setting.
+    groups = {}
+    for r in records:
+        key = (r["workload"], r["mode"], r["steps_per_call"], r["batch_size"])
+        groups.setdefault(key, []).append(r["metrics"]["step_time_s"]["median"])
+    within = sum(r["metrics"]["step_time_s"]["median"] <= 1.1 * min(groups[(r["workload"], r["mode"],
+                 r["steps_per_call"], r["batch_size"])]) for r in records)
+    assert f"- cpu @ {CPU_MACHINE}: {within} of {len(records)} (" in roofline
