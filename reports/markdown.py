@@ -154,6 +154,11 @@ def _span(ratios: pd.Series) -> str:
 # --- sections --------------------------------------------------------------------------------------------
 
 
+def best_of_each_approach(group: pd.DataFrame) -> pd.DataFrame:
+    """Each approach's fastest record (any mode and K) among step-time records of one batch size."""
+    return group.loc[group.groupby("approach", sort=False)["step_time_median_s"].idxmin()]
+
+
 def _summary(frame: pd.DataFrame) -> list[str]:
     if frame.empty:
         return ["No records in these results."]
@@ -171,7 +176,7 @@ def _summary(frame: pd.DataFrame) -> list[str]:
     for (device, workload), group in ordered(step_times).groupby(["device_label", "workload"], sort=False):
         batch = group["batch_size"].min()
         group = group[group["batch_size"] == batch]
-        best = group.loc[group.groupby("approach", sort=False)["step_time_median_s"].idxmin()]
+        best = best_of_each_approach(group)
         fastest = best.loc[best["step_time_median_s"].idxmin()]
         where = f"**{workload} on {device}** (batch {int(batch)}): "
         how = f"{fastest['mode']}, {_k(fastest['steps_per_call'])}"
@@ -370,7 +375,7 @@ def _best_per_approach(step_times: pd.DataFrame) -> str:
     rows = []
     for (device, workload, batch), group in ordered(step_times).groupby(
             ["device_label", "workload", "batch_size"], sort=False):
-        best = group.loc[group.groupby("approach", sort=False)["throughput_sps"].idxmax()]
+        best = best_of_each_approach(group)
         fastest = best["throughput_sps"].max()
         for _, r in best.iterrows():
             rows.append([device, workload, int(batch), r["approach"], f"{r['mode']} {_k(r['steps_per_call'])}",
