@@ -270,6 +270,21 @@ def _environment(frame: pd.DataFrame) -> list[str]:
     return out[:-1]
 
 
+def _harness_overhead(step_times: pd.DataFrame) -> list[str]:
+    """The harness's timed loop against a bare ``perf_counter`` loop around the same compiled step, per device."""
+    measured = step_times.dropna(subset=["harness_overhead_fraction"])
+    if measured.empty:
+        return []
+    lines = []
+    for device, group in ordered(measured).groupby("device_label", sort=False):
+        overhead = group["harness_overhead_fraction"].astype(float)
+        lines.append(f"- {device}: median {percent(overhead.median())} over {len(overhead)} groups "
+                     f"({percent(overhead.min())} to {percent(overhead.max())}; "
+                     f"{int((overhead.abs() <= 0.01).sum())} within ±1%)")
+    return ["The harness's own overhead (its timed loop against a bare `time.perf_counter` loop around the same "
+            "compiled step, one configuration per group; negative values are noise):", "", *lines, ""]
+
+
 def _step_time(frame: pd.DataFrame) -> list[str]:
     step_times = frame[frame["kind"] == "step_time"] if not frame.empty else frame
     if ok(step_times, "step_time").empty:
@@ -278,6 +293,7 @@ def _step_time(frame: pd.DataFrame) -> list[str]:
            f"of steps run inside one compiled call. {NOISY_MARK} marks a noisy measurement (interquartile range "
            f"over {NOISY_IQR_FRACTION:.0%} of the median). A status in a cell means the combination did not run "
            "(see *Unsupported, skipped and failed records*).", ""]
+    out += _harness_overhead(ok(step_times, "step_time"))
     for heading, group in _by_device_batch(step_times):
         out += [f"### {heading}", "", _grid(group, _step_time_cell), ""]
         first_calls = ok(group, "step_time").dropna(subset=["first_call_s"])

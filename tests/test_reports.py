@@ -422,3 +422,13 @@ def test_roofline_names_each_approach_best_configuration_and_the_10_percent_tall
     within = sum(r["metrics"]["step_time_s"]["median"] <= 1.1 * min(groups[(r["workload"], r["mode"],
                  r["steps_per_call"], r["batch_size"])]) for r in records)
     assert f"- cpu @ {CPU_MACHINE}: {within} of {len(records)} (" in roofline
+
+
+def test_step_time_section_reports_the_harness_overhead_per_device(tmp_path):
+    doc = document(CPU)
+    step_times = [r for r in doc["records"] if r["kind"] == "step_time" and r["status"] == "ok"]
+    for r, overhead in zip(step_times, (0.004, -0.002, 0.03)):
+        r["metrics"]["harness_overhead_fraction"] = overhead
+    text = section(to_markdown(load_results([write_results(tmp_path / "overhead.json", doc)])), "Step time")
+    assert f"- cpu @ {CPU_MACHINE}: median 0.4% over 3 groups (-0.2% to 3.0%; 2 within ±1%)" in text
+    assert "harness's own overhead" not in section(to_markdown(load_results([CPU])), "Step time")
