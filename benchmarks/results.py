@@ -27,7 +27,9 @@ Metrics, where they apply: ``step_time_s`` (see :func:`summarize`),
 ``speedup_vs_eager_ci`` ([low, high]), ``flops_per_sample``,
 ``roofline_fraction``, ``peak_memory_bytes``, ``test_accuracy``,
 ``target_accuracy``, ``time_to_accuracy_s``, ``history``,
-``documented_accuracy``, ``documented_metric``, ``reproduced_accuracy``.
+``documented_accuracy``, ``documented_metric``, ``reproduced_accuracy``,
+``harness_overhead_fraction``, ``known_cost`` (text: the approach's reason for
+extra work per step in that mode, see ``Trainer.known_cost``).
 
 This module is pure Python + NumPy (no TensorFlow): the reports and the
 regression gate read results through it.

@@ -61,6 +61,10 @@ class Profile:
     # Threads per op (the intra-op pool); None: as many as cores. The inter-op pool always has one
     # thread per core. See benchmarks/PERFORMANCE.md, section 1.
     intra_op: int | None = None
+    # Time all approaches of one workload and batch size in one interleaved group (True), so that
+    # "approach A is x% slower than B" is measured on the same machine state; or one group per
+    # approach (False), the grouping the gate was calibrated under.
+    interleave_approaches: bool = True
 
 
 PROFILES = {
@@ -75,7 +79,7 @@ PROFILES = {
                     approaches=("custom_tape", "keras_fit"), workloads=("mlp",), modes=("function",),
                     steps_per_call=(1,), rounds=5, round_budget_s=0.3, warmup=10, stages=("step_time",),
                     # One thread per op: the setting the gate was calibrated under (README).
-                    reference=True, roofline=False, intra_op=1),
+                    reference=True, roofline=False, intra_op=1, interleave_approaches=False),
 }
 
 
@@ -104,6 +108,7 @@ class Plan:
     inject_slowdown: float = 0.0
     reference: bool = False
     roofline: bool = True
+    interleave_approaches: bool = True
     seed: int = 0
 
 
@@ -165,7 +170,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         accuracy_epochs=profile.accuracy_epochs, accuracy_batch_size=profile.accuracy_batch_size,
         recipe_epochs=profile.recipe_epochs, pipeline_batch_size=profile.pipeline_batch_size,
         inject_slowdown=args.inject_slowdown, reference=profile.reference, roofline=profile.roofline,
-        seed=args.seed,
+        interleave_approaches=profile.interleave_approaches, seed=args.seed,
     )
     return plan
 
@@ -290,13 +295,16 @@ class Suite:
 
         for device in self.devices:
             if "step_time" in plan.stages:
+                # One job per workload and batch size, all approaches interleaved, ordered so that the
+                # approaches of one mode and K are timed back to back; or (the gate) one per approach.
+                groups = [plan.approaches] if plan.interleave_approaches else [[a] for a in plan.approaches]
                 for workload in plan.workloads:
                     for batch_size in plan.batch_sizes:
-                        for approach in plan.approaches:
+                        for approaches in groups:
                             stubs = [stub("step_time", approach=approach, workload=workload, mode=mode,
                                           steps_per_call=k, device=device.name, batch_size=batch_size)
-                                     for mode, k in self._step_configs()]
-                            jobs.append(("step_time", {"approach": approach, "workload": workload,
+                                     for mode, k in self._step_configs() for approach in approaches]
+                            jobs.append(("step_time", {"approaches": approaches, "workload": workload,
                                                        "batch_size": batch_size, "device": device}, stubs))
             if "input_pipeline" in plan.stages:
                 stubs = [stub("input_pipeline", approach="custom_tape", workload="mlp", device=device.name,
@@ -344,13 +352,13 @@ class Suite:
         if len(todo) < len(self.jobs):
             self.log(f"resuming: {len(self.jobs) - len(todo)} of {len(self.jobs)} jobs already done")
         for index, (kind, params, stubs) in enumerate(todo, 1):
+            stubs = [s for s in stubs if s["id"] not in self.done]  # a resumed run keeps what it has
             started = datetime.now(timezone.utc).isoformat(timespec="seconds")
             start = time.perf_counter()
             try:
                 records = getattr(self, f"_run_{kind}")(params, stubs)
             except Exception as error:  # one failing job is recorded, and the run goes on
-                reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-                records = [{**s, "status": "failed", "reason": reason[:500]} for s in stubs]
+                records = [{**s, "status": "failed", "reason": failure(error)} for s in stubs]
             duration = time.perf_counter() - start
             for record in records:
                 record["started"] = started
@@ -391,10 +399,11 @@ class Suite:
 
         tf, plan, device = self.tf, self.plan, params["device"]
         workload = get_workload(params["workload"])
-        approach = get_approach(params["approach"])
         batch_size = params["batch_size"]
+        sync = lambda: dev.synchronize(device, tf)  # noqa: E731
         records, timed, metas, peak_memory = [], {}, {}, {}
         for stub in stubs:
+            approach = get_approach(stub["approach"])
             reason = approach.unsupported(workload, stub["mode"]) or device.unsupported_reason(stub["mode"])
             if reason:
                 records.append({**stub, "status": "unsupported", "reason": reason})
@@ -406,41 +415,53 @@ class Suite:
         # Enough distinct batches for two calls of the largest K, at most ~64 MB of images.
         batches = max(2 * max_k, min(16, max(2, (64 << 20) // (batch_size * 784 * 4))))
         bank_x, bank_y = self._bank(batch_size, batches, device)
+        calls_of = {}  # K -> each call's stack of K batches, shared by the configurations with that K
         with tf.device(device.tf_device):
-            for record_key, stub in metas.items():
+            for record_key, stub in list(metas.items()):
                 k = stub["steps_per_call"]
+                if k not in calls_of:
+                    calls = batches // k
+                    calls_of[k] = ([tf.identity(bank_x[i * k:(i + 1) * k]) for i in range(calls)],
+                                   [tf.identity(bank_y[i * k:(i + 1) * k]) for i in range(calls)])
                 dev.reset_peak_memory(device, tf)
-                trainer = build(approach.name, workload,
-                                TrainConfig(mode=stub["mode"], steps_per_call=k, seed=plan.seed))
-                calls = batches // k
-                xs = [tf.identity(bank_x[i * k:(i + 1) * k]) for i in range(calls)]
-                ys = [tf.identity(bank_y[i * k:(i + 1) * k]) for i in range(calls)]
-                timed[record_key] = Timed(trainer.runner(xs, ys), steps_per_call=k,
-                                          inject_fraction=plan.inject_slowdown)
-                # Build, first call and warm-up run one configuration at a time: its own peak memory.
-                first_and_warmup(timed[record_key], plan.warmup, lambda: dev.synchronize(device, tf), time.perf_counter)
+                try:
+                    trainer = build(stub["approach"], workload,
+                                    TrainConfig(mode=stub["mode"], steps_per_call=k, seed=plan.seed))
+                    timed[record_key] = Timed(trainer.runner(*calls_of[k]), steps_per_call=k,
+                                              inject_fraction=plan.inject_slowdown)
+                    # Build, first call and warm-up run one configuration at a time: its own peak memory.
+                    first_and_warmup(timed[record_key], plan.warmup, sync, time.perf_counter)
+                except Exception as error:  # this configuration fails (e.g. out of memory); the group goes on
+                    records.append({**metas.pop(record_key), "status": "failed", "reason": failure(error)})
+                    timed.pop(record_key, None)
+                    continue
                 peak_memory[record_key] = dev.peak_memory_bytes(device, tf)
             if plan.reference:
                 timed[REFERENCE] = Timed(reference_kernel())
-            measure_interleaved(timed, sync=lambda: dev.synchronize(device, tf), **self._sampling())
-            # What the harness itself adds, on the first compiled configuration (the cheapest call, where
-            # bookkeeping would show most); on the CPU the sync is a no-op and the bare loop is exact.
-            overhead_key = next((key for key, stub in metas.items() if stub["mode"] != "eager"), None)
-            overhead = None
-            if overhead_key and device.kind == "cpu" and not plan.inject_slowdown:
-                overhead = harness_overhead(timed[overhead_key], sync=lambda: dev.synchronize(device, tf))
+            measure_interleaved(timed, sync=sync, **self._sampling())
+            # What the harness itself adds, on each approach's first compiled configuration (the cheapest
+            # call, where bookkeeping would show most); on the CPU the sync is a no-op and the bare loop
+            # is exact.
+            overhead = {}
+            if device.kind == "cpu" and not plan.inject_slowdown:
+                first_compiled = {}
+                for key, stub in metas.items():
+                    if stub["mode"] != "eager":
+                        first_compiled.setdefault(stub["approach"], key)
+                overhead = {key: harness_overhead(timed[key], sync=sync) for key in first_compiled.values()}
         records = records + self._step_records(metas, timed, workload, device, peak_memory)
         for record in records:
-            if record["id"] == overhead_key and record["status"] == "ok":
-                record["metrics"]["harness_overhead_fraction"] = overhead
+            if record["id"] in overhead and record["status"] == "ok":
+                record["metrics"]["harness_overhead_fraction"] = overhead[record["id"]]
             if REFERENCE in timed and record["status"] == "ok":
                 record["metrics"]["reference_s"] = summarize(timed[REFERENCE].samples)
         return records
 
     def _step_records(self, metas, timed, workload, device, peak_memory):
         from benchmarks.timing import bootstrap_ratio
+        from implementations import get_approach
 
-        eager_key = next((key for key, stub in metas.items() if stub["mode"] == "eager"), None)
+        eager_keys = {stub["approach"]: key for key, stub in metas.items() if stub["mode"] == "eager"}
         peak = self.peaks.get(device.name)
         records = []
         for key, stub in metas.items():
@@ -456,10 +477,14 @@ class Suite:
                        "peak_memory_bytes": peak_memory.get(key)}
             if peak:
                 metrics["roofline_fraction"] = throughput * workload.flops_per_sample / (peak * 1e9)
+            eager_key = eager_keys.get(stub["approach"])
             if eager_key is not None:
                 ratio, low, high = bootstrap_ratio(timed[eager_key].samples, measured.samples)
                 metrics["speedup_vs_eager"] = ratio
                 metrics["speedup_vs_eager_ci"] = [low, high]
+            known_cost = get_approach(stub["approach"]).known_cost(stub["mode"], stub["steps_per_call"])
+            if known_cost:
+                metrics["known_cost"] = known_cost
             if self.plan.inject_slowdown:
                 metrics["injected_slowdown"] = self.plan.inject_slowdown
                 metrics["injected_s_per_step"] = measured._inject_s / measured.steps_per_call
@@ -570,6 +595,12 @@ class Suite:
 
 
 # --- printing ----------------------------------------------------------------------------------------------
+
+
+def failure(error: BaseException) -> str:
+    """A record's failure reason: the exception's type and the first line of its message."""
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message.splitlines()[0] if message else ''}"[:500]
 
 
 def describe(records: list[dict]) -> str:

@@ -268,24 +268,88 @@ def test_a_tiny_real_run_writes_a_valid_results_file(tiny_run):
 
 
 def test_a_failing_record_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    import implementations
+
+    original = implementations.build
+
+    def sometimes_fails(approach, workload, config=None, weights=None):
+        if approach == "custom_tape" and config.mode == "xla":
+            raise MemoryError("out of memory (simulated)\nsecond line")
+        return original(approach, workload, config, weights)
+
+    monkeypatch.setattr(implementations, "build", sometimes_fails)
+    path = tmp_path / "failing.json"
+    assert main(["run", "--approach", "custom_tape", "raw_tf_nn", "--workload", "mlp", "--mode", "function", "xla",
+                 "--steps-per-call", "1", "--batch-size", "8", "--stages", "step_time", "--samples", "3",
+                 "--quiet", "--output", str(path)]) == 0
+    records = {(r["approach"], r["mode"]): r for r in load(path)["records"]}
+    # The failing configuration only: the rest of its group (same approach, other approaches) is measured.
+    assert records["custom_tape", "xla"]["status"] == "failed"
+    assert records["custom_tape", "xla"]["reason"] == "MemoryError: out of memory (simulated)"
+    assert [records[key]["status"] for key in [("custom_tape", "function"), ("raw_tf_nn", "function"),
+                                               ("raw_tf_nn", "xla")]] == ["ok"] * 3
+
+
+def test_a_failing_job_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     from benchmarks import runner
 
     original = runner.Suite._run_step_time
 
     def sometimes_fails(self, params, stubs):
-        if params["approach"] == "custom_tape":
-            raise MemoryError("out of memory (simulated)\nsecond line")
+        if params["batch_size"] == 8:
+            raise RuntimeError("measurement broke (simulated)")
         return original(self, params, stubs)
 
     monkeypatch.setattr(runner.Suite, "_run_step_time", sometimes_fails)
     path = tmp_path / "failing.json"
-    assert main(["run", "--approach", "custom_tape", "raw_tf_nn", "--workload", "mlp", "--mode", "function",
-                 "--steps-per-call", "1", "--batch-size", "8", "--stages", "step_time", "--samples", "3",
+    assert main(["run", "--approach", "raw_tf_nn", "--workload", "mlp", "--mode", "function", "--steps-per-call",
+                 "1", "--batch-size", "8", "16", "--stages", "step_time", "--samples", "3", "--quiet",
+                 "--output", str(path)]) == 0
+    records = {r["batch_size"]: r for r in load(path)["records"]}
+    assert records[8]["status"] == "failed" and records[8]["reason"] == "RuntimeError: measurement broke (simulated)"
+    assert records[16]["status"] == "ok"
+
+
+def test_approaches_of_one_workload_and_batch_size_are_timed_in_one_group(tmp_path, monkeypatch):
+    from benchmarks import runner, timing
+    from implementations.custom_tape import CustomTape
+
+    orders = []
+    monkeypatch.setattr(timing, "measure_interleaved", _recording(timing.measure_interleaved, orders))
+    monkeypatch.setattr(CustomTape, "known_cost", classmethod(lambda cls, mode, k: f"costly {k}" if mode == "xla"
+                                                              else None))
+    path = tmp_path / "grouped.json"
+    assert main(["run", "--approach", "custom_tape", "raw_tf_nn", "--workload", "mlp", "--mode", "eager", "xla",
+                 "--steps-per-call", "1", "2", "--batch-size", "8", "--stages", "step_time", "--samples", "2",
                  "--quiet", "--output", str(path)]) == 0
-    records = {r["approach"]: r for r in load(path)["records"]}
-    assert records["custom_tape"]["status"] == "failed"
-    assert records["custom_tape"]["reason"] == "MemoryError: out of memory (simulated)"
-    assert records["raw_tf_nn"]["status"] == "ok"
+    # One group; the approaches of one mode and K side by side, so they are timed back to back.
+    assert orders == [[("custom_tape", "eager", 1), ("raw_tf_nn", "eager", 1), ("custom_tape", "xla", 1),
+                       ("raw_tf_nn", "xla", 1), ("custom_tape", "xla", 2), ("raw_tf_nn", "xla", 2)]]
+    records = load(path)["records"]
+    # Each approach's compiled records against its own eager record; its harness overhead measured once.
+    assert all(r["metrics"]["speedup_vs_eager"] > 0 for r in records if r["mode"] == "xla")
+    with_overhead = [(r["approach"], r["steps_per_call"]) for r in records
+                     if "harness_overhead_fraction" in r["metrics"]]
+    assert sorted(with_overhead) == [("custom_tape", 1), ("raw_tf_nn", 1)]
+    # The approach's own account of its extra work, stored with the records it applies to.
+    assert sorted((r["approach"], r["mode"], r["metrics"]["known_cost"]) for r in records
+                  if "known_cost" in r["metrics"]) == [("custom_tape", "xla", "costly 1"),
+                                                       ("custom_tape", "xla", "costly 2")]
+    # The gate keeps one group per approach, the grouping it was calibrated under.
+    assert runner.PROFILES["gate"].interleave_approaches is False
+    orders.clear()
+    assert main(["run", "--profile", "gate", "--samples", "2", "--quiet", "--output", str(tmp_path / "g.json")]) == 0
+    assert [[key[0] for key in order] for order in orders] == [["custom_tape"], ["keras_fit"]]
+
+
+def _recording(measure, orders):
+    """measure_interleaved, noting each group's configurations as (approach, mode, K)."""
+    def recording(configs, **kwargs):
+        # A record id reads step_time/<approach>/<workload>/<mode>/k<K>/...; the reference kernel has none.
+        ids = [key.split("/") for key in configs if key.startswith("step_time/")]
+        orders.append([(parts[1], parts[3], int(parts[4][1:])) for parts in ids])
+        return measure(configs, **kwargs)
+    return recording
 
 
 def test_an_interrupted_run_keeps_its_records_and_resume_completes_it(tmp_path, monkeypatch):
@@ -295,7 +359,7 @@ def test_an_interrupted_run_keeps_its_records_and_resume_completes_it(tmp_path, 
     calls = []
 
     def interrupted(self, params, stubs):
-        calls.append(params["approach"])
+        calls.append(params["batch_size"])
         if len(calls) == 2:
             raise KeyboardInterrupt
         return original(self, params, stubs)
@@ -303,19 +367,23 @@ def test_an_interrupted_run_keeps_its_records_and_resume_completes_it(tmp_path, 
     monkeypatch.setattr(runner.Suite, "_run_step_time", interrupted)
     path = tmp_path / "interrupted.json"
     argv = ["run", "--approach", "custom_tape", "raw_tf_nn", "--workload", "mlp", "--mode", "eager", "function",
-            "--steps-per-call", "1", "--batch-size", "8", "--stages", "step_time", "--samples", "3", "--quiet"]
+            "--steps-per-call", "1", "--batch-size", "8", "16", "--stages", "step_time", "--samples", "3",
+            "--quiet"]
     assert main(argv + ["--output", str(path)]) == 130
     partial = json.loads(path.read_text())  # a valid file, marked incomplete, with the first job's records
     assert partial["complete"] is False
-    assert [r["approach"] for r in partial["records"]] == ["custom_tape", "custom_tape"]
+    assert sorted((r["approach"], r["batch_size"]) for r in partial["records"]) == \
+        [("custom_tape", 8)] * 2 + [("raw_tf_nn", 8)] * 2
 
     monkeypatch.setattr(runner.Suite, "_run_step_time", original)
-    done_before = {r["id"] for r in partial["records"]}
+    done_before = {r["id"]: r["metrics"] for r in partial["records"]}
     assert main(["run", "--resume", str(path), "--quiet"]) == 0
     finished = load(path)
     assert finished["complete"] is True
-    assert sorted(r["approach"] for r in finished["records"]) == ["custom_tape"] * 2 + ["raw_tf_nn"] * 2
-    assert done_before <= {r["id"] for r in finished["records"]}
+    assert sorted((r["approach"], r["batch_size"]) for r in finished["records"]) == \
+        sorted([("custom_tape", 8), ("raw_tf_nn", 8), ("custom_tape", 16), ("raw_tf_nn", 16)] * 2)
+    # What was measured before is kept as it was, not measured again.
+    assert {r["id"]: r["metrics"] for r in finished["records"] if r["id"] in done_before} == done_before
     assert finished["run_id"] == partial["run_id"]
 
 
