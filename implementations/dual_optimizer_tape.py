@@ -27,6 +27,14 @@ class DualOptimizerTape(LoopTrainer):
     # blocks the same optimizer, so that only the loop style is compared).
     default_optimizers = (OptimizerSpec("adam", 2e-3), OptimizerSpec("nadam", 1e-3))
 
+    @classmethod
+    def known_cost(cls, mode, steps_per_call):
+        if mode == "eager":
+            # Compiled, the two gradient calls share one backward pass (TensorFlow merges the repeated ops).
+            return ("the persistent tape's two gradient calls each run the backward pass from the loss, so the "
+                    "upper layers' backward pass runs twice, and two optimizers apply their updates one by one")
+        return None
+
     def _build(self, weights):
         split = self.workload.lower_layers
         self.lower_layers = keras.Sequential([keras_layer(s) for s in self.workload.layers[:split]], name="lower")

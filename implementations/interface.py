@@ -133,6 +133,16 @@ class Trainer(ABC):
         """Why this approach cannot run ``workload`` in ``mode``, or None if it can."""
         return None
 
+    @classmethod
+    def known_cost(cls, mode: str, steps_per_call: int) -> str | None:
+        """Why this style does more work per step than a plain hand-written loop in ``mode`` with K steps
+        per call, where the extra work is the price of the style itself; None if it does not.
+
+        The harness stores it with each step-time record, and the report gives it as the reason where the
+        approach falls more than 10% behind the fastest one.
+        """
+        return None
+
     @abstractmethod
     def _build(self, weights: list[np.ndarray]) -> None:
         """Create the network from ``weights`` (common order) and the optimizer(s)."""

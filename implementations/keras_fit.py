@@ -4,7 +4,8 @@ The first style every Keras tutorial teaches (Deep Learning with Python
 ch. 2-3, Hands-On ML ch. 10): declare the layers, ``compile`` with an
 optimizer, a loss and metrics, call ``fit``. Use it whenever the standard
 step (forward, loss, gradients, one optimizer) is what you need: it is the
-least code, and as fast as a hand-written loop done right.
+least code, and close to a hand-written loop in speed, except under XLA
+(see :meth:`KerasFit.known_cost`).
 
 How the modes map onto ``compile``:
 
@@ -53,6 +54,19 @@ class KerasFit(Trainer):
     name = "keras_fit"
     summary = "keras.Sequential + compile + fit (steps_per_execution as steps per call)"
     source = "Deep Learning with Python ch. 2-3; Hands-On Machine Learning 2nd ed. ch. 10"
+
+    @classmethod
+    def known_cost(cls, mode, steps_per_call):
+        # What fit's own loop (keras/src/backend/tensorflow/trainer.py, Keras 3) adds to each step.
+        if mode == "xla" and steps_per_call > 1:
+            return ("fit pulls each batch from a tf.data iterator, which XLA cannot compile, so Keras compiles "
+                    "only the step with XLA and calls it K times from a plain tf.function loop: K XLA launches "
+                    "per call, where a hand-written loop compiles all K steps into one")
+        if mode == "xla":
+            return ("fit calls its XLA-compiled step from a plain tf.function that pulls the batch from a "
+                    "tf.data iterator: two calls per step, where a hand-written loop makes one")
+        return ("each step pulls its batch from a tf.data iterator through a tf.distribute strategy and "
+                "updates fit's metric variables (running loss and accuracy): more small ops per step")
 
     def _build(self, weights):
         self.model = keras.Sequential([keras.Input(INPUT_SHAPE)] + [keras_layer(s) for s in self.workload.layers])

@@ -11,7 +11,8 @@ Columns of :func:`load_results` (NaN / None where a record does not have the val
   ``speedup_vs_eager``, ``speedup_low`` / ``speedup_high`` (its interval), ``flops_per_sample``,
   ``roofline_fraction``, ``peak_memory_bytes``, ``harness_overhead_fraction``, ``test_accuracy``,
   ``target_accuracy``, ``time_to_accuracy_s``, ``epochs``, ``history`` (list of per-epoch dicts), ``title``,
-  ``source``, ``documented_metric``, ``documented_accuracy``, ``reproduced_accuracy``, ``notes``; a metric
+  ``source``, ``documented_metric``, ``documented_accuracy``, ``reproduced_accuracy``, ``notes``,
+  ``known_cost`` (the approach's own account of why its style costs time in that mode); a metric
   this module does not know keeps its name (a dict-valued one becomes ``<name>_<key>`` columns);
 * the record's device from the file's ``devices`` list: ``device_kind``, ``device_tf_device``,
   ``device_description``, ``device_peak_gflops`` (the float32 matmul rate measured in the run) and
@@ -45,7 +46,8 @@ STEP_TIME_COLUMNS = ("step_time_median_s", "step_time_p10_s", "step_time_p90_s",
 METRIC_COLUMNS = ("noisy", "first_call_s", "throughput_sps", "speedup_vs_eager", "speedup_low", "speedup_high",
                   "flops_per_sample", "roofline_fraction", "peak_memory_bytes", "harness_overhead_fraction",
                   "test_accuracy", "target_accuracy", "time_to_accuracy_s", "epochs", "history", "title",
-                  "source", "documented_metric", "documented_accuracy", "reproduced_accuracy", "notes")
+                  "source", "documented_metric", "documented_accuracy", "reproduced_accuracy", "notes",
+                  "known_cost")
 DEVICE_COLUMNS = ("device_kind", "device_tf_device", "device_description", "device_peak_gflops", "device_peak_size")
 RUN_COLUMNS = ("run_id", "run_created", "run_updated", "run_complete", "profile", "source_file", "machine",
                "device_label")

@@ -401,17 +401,37 @@ def _best_per_approach(step_times: pd.DataFrame) -> str:
 
 
 def _within_fastest(step_times: pd.DataFrame) -> list[str]:
-    """Per device: the configurations within 10% of the fastest approach's time for the same setting."""
+    """Per device: the configurations within 10% of the fastest approach's time for the same setting, and
+    for those behind, how far and why (the approach's own ``known_cost``, where it has one)."""
     keys = ["device_label", "workload", "mode", "steps_per_call", "batch_size"]
-    slowest_allowed = step_times.groupby(keys)["step_time_median_s"].transform("min") * (1 + WITHIN)
-    step_times = step_times.assign(within=step_times["step_time_median_s"] <= slowest_allowed)
+    step_times = step_times.assign(
+        behind=step_times["step_time_median_s"] / step_times.groupby(keys)["step_time_median_s"].transform("min"))
+    step_times = step_times.assign(within=step_times["behind"] <= 1 + WITHIN)
     out = [f"Configurations within {WITHIN:.0%} of the fastest approach's step time for the same workload, "
            "mode, K and batch size:", ""]
     for device, on_device in ordered(step_times).groupby("device_label", sort=False):
         counts = [f"{approach} {int(g['within'].sum())} of {len(g)}"
                   for approach, g in on_device.groupby("approach", sort=False)]
         out.append(f"- {device}: {int(on_device['within'].sum())} of {len(on_device)} ({'; '.join(counts)})")
-    return out
+    behind = ordered(step_times[~step_times["within"]])
+    if behind.empty:
+        return out
+    why = behind["known_cost"].where(behind["known_cost"].notna(), UNEXPLAINED)
+    rows = []
+    for (device, approach, mode, reason), group in behind.assign(why=why).groupby(
+            ["device_label", "approach", "mode", "why"], sort=False):
+        configurations = step_times[(step_times["device_label"] == device) & (step_times["approach"] == approach)
+                                    & (step_times["mode"] == mode)]
+        ks = ", ".join(str(int(k)) for k in sorted(group["steps_per_call"].unique()))
+        rows.append([device, approach, mode, ks, f"{len(group)} of {len(configurations)}",
+                     f"{times(group['behind'].min())}–{times(group['behind'].max())}", reason])
+    return out + ["", f"Where an approach is more than {WITHIN:.0%} behind (its step time over the fastest "
+                      "approach's), and why:", "",
+                  _table(["Device", "Approach", "Mode", "K", "Behind in", "Step time vs the fastest", "Why"], rows)]
+
+
+UNEXPLAINED = ("no extra work in this style: timing noise (see the † marks) or a slowdown to look into "
+               "(benchmarks/PERFORMANCE.md)")
 
 
 def _input_pipeline(frame: pd.DataFrame) -> list[str]:

@@ -432,3 +432,34 @@ def test_step_time_section_reports_the_harness_overhead_per_device(tmp_path):
     text = section(to_markdown(load_results([write_results(tmp_path / "overhead.json", doc)])), "Step time")
     assert f"- cpu @ {CPU_MACHINE}: median 0.4% over 3 groups (-0.2% to 3.0%; 2 within ±1%)" in text
     assert "harness's own overhead" not in section(to_markdown(load_results([CPU])), "Step time")
+
+
+def test_roofline_says_how_far_behind_an_approach_is_and_why(tmp_path):
+    doc = document(CPU)
+    step_times = [r for r in doc["records"] if r["kind"] == "step_time" and r["status"] == "ok"]
+    setting = (step_times[0]["workload"], step_times[0]["mode"], step_times[0]["steps_per_call"],
+               step_times[0]["batch_size"])
+    group = [r for r in step_times if (r["workload"], r["mode"], r["steps_per_call"], r["batch_size"]) == setting]
+    assert len(group) >= 3
+    others = [r for r in step_times if r not in group]
+    for r in others:  # everything else ties, so only this setting has approaches behind
+        r["metrics"]["step_time_s"]["median"] = 0.001
+    fastest, costly, unexplained = group[:3]
+    for r, median in ((fastest, 0.001), (costly, 0.0015), (unexplained, 0.0013)):
+        r["metrics"]["step_time_s"]["median"] = median
+    for r in group[3:]:
+        r["metrics"]["step_time_s"]["median"] = 0.00105
+    costly["metrics"]["known_cost"] = "two optimizers"
+    roofline = section(to_markdown(load_results([write_results(tmp_path / "behind.json", doc)])), "Roofline")
+    rows = [line for line in roofline.splitlines() if line.startswith(f"| cpu @ {CPU_MACHINE}") and "vs" not in line
+            and ("two optimizers" in line or "timing noise" in line)]
+    assert len(rows) == 2
+    costly_row = next(line for line in rows if f"| {costly['approach']} " in line)
+    assert "| 1.50x–1.50x " in costly_row and "| two optimizers " in costly_row
+    unexplained_row = next(line for line in rows if f"| {unexplained['approach']} " in line)
+    assert "| 1.30x–1.30x " in unexplained_row and "timing noise" in unexplained_row
+    # With every approach within 10%, there is no such table.
+    for r in group:
+        r["metrics"]["step_time_s"]["median"] = 0.001
+    roofline = section(to_markdown(load_results([write_results(tmp_path / "level.json", doc)])), "Roofline")
+    assert "and why:" not in roofline
