@@ -604,13 +604,18 @@ def failure(error: BaseException) -> str:
 
 
 def describe(records: list[dict]) -> str:
+    """One progress line for a job's records; a group of several approaches is labelled per record."""
     first = records[0]
-    head = f"{first['kind']} {first['approach']} {first['workload']} b{first['batch_size']} {first['device']}"
+    approaches = list(dict.fromkeys(r["approach"] for r in records))
+    head = f"{first['kind']} {first['approach'] if len(approaches) == 1 else 'all approaches'} " \
+           f"{first['workload']} b{first['batch_size']} {first['device']}"
     if first["kind"] == "recipe":
         head = f"recipe {first['variant']}"
     parts = []
     for r in records:
         label = r["variant"] or f"{r['mode']}/K{r['steps_per_call']}"
+        if len(approaches) > 1:
+            label = f"{r['approach']} {label}"
         m = r.get("metrics") or {}
         if r["status"] != "ok":
             parts.append(f"{label}: {r['status']}")

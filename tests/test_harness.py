@@ -438,3 +438,17 @@ def test_thread_pools_default_to_the_cores_and_a_resumed_run_keeps_its_own(monke
     assert parse_threads("2,2", PROFILES["quick"], recorded=recorded) == {"intra_op": 2, "inter_op": 2}
     with pytest.raises(UsageError, match="INTRA,INTER"):
         parse_threads("2", PROFILES["quick"])
+
+
+def test_the_progress_line_names_each_approach_of_a_mixed_group():
+    from benchmarks.runner import describe
+
+    def timed(approach, mode, median):
+        return make_record("step_time", approach=approach, workload="mlp", mode=mode, steps_per_call=1,
+                           device="cpu", batch_size=32, dataset="synthetic",
+                           metrics={"step_time_s": summarize([median])})
+
+    one = describe([timed("raw_tf_nn", "eager", 0.012), timed("raw_tf_nn", "xla", 0.0006)])
+    assert one == "step_time raw_tf_nn mlp b32 cpu: eager/K1 12 ms; xla/K1 0.6 ms"
+    mixed = describe([timed("raw_tf_nn", "xla", 0.0006), timed("keras_fit", "xla", 0.001)])
+    assert mixed == "step_time all approaches mlp b32 cpu: raw_tf_nn xla/K1 0.6 ms; keras_fit xla/K1 1 ms"
