@@ -436,9 +436,15 @@ class Suite:
                     timed.pop(record_key, None)
                     continue
                 peak_memory[record_key] = dev.peak_memory_bytes(device, tf)
+            # The approaches of one mode and K form a block: timed back to back, in turn first.
+            blocks = {}
+            for key in timed:
+                blocks.setdefault((metas[key]["mode"], metas[key]["steps_per_call"]), []).append(key)
+            blocks = list(blocks.values())
             if plan.reference:
                 timed[REFERENCE] = Timed(reference_kernel())
-            measure_interleaved(timed, sync=sync, **self._sampling())
+                blocks.append([REFERENCE])
+            measure_interleaved(timed, sync=sync, blocks=blocks, **self._sampling())
             # What the harness itself adds, on each approach's first compiled configuration (the cheapest
             # call, where bookkeeping would show most); on the CPU the sync is a no-op and the bare loop
             # is exact.
@@ -482,7 +488,8 @@ class Suite:
                 ratio, low, high = bootstrap_ratio(timed[eager_key].samples, measured.samples)
                 metrics["speedup_vs_eager"] = ratio
                 metrics["speedup_vs_eager_ci"] = [low, high]
-            known_cost = get_approach(stub["approach"]).known_cost(stub["mode"], stub["steps_per_call"])
+            known_cost = get_approach(stub["approach"]).known_cost(workload, stub["mode"],
+                                                                  stub["steps_per_call"])
             if known_cost:
                 metrics["known_cost"] = known_cost
             if self.plan.inject_slowdown:

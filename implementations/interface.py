@@ -134,9 +134,9 @@ class Trainer(ABC):
         return None
 
     @classmethod
-    def known_cost(cls, mode: str, steps_per_call: int) -> str | None:
-        """Why this style does more work per step than a plain hand-written loop in ``mode`` with K steps
-        per call, where the extra work is the price of the style itself; None if it does not.
+    def known_cost(cls, workload: Workload, mode: str, steps_per_call: int) -> str | None:
+        """Why this approach is slower per step than the fastest in ``mode`` with K steps per call, where
+        the cause is measured and lies in the style (or in how it runs K steps), not in noise; else None.
 
         The harness stores it with each step-time record, and the report gives it as the reason where the
         approach falls more than 10% behind the fastest one.
@@ -242,6 +242,18 @@ class LoopTrainer(Trainer):
         super().__init__(workload, config, weights)
         self._train_calls = self._compile(self._train_loop)
         self._eval_batch = self._compile(self._eval_sums)
+
+    @classmethod
+    def known_cost(cls, workload, mode, steps_per_call):
+        from implementations.workloads import Conv2D
+
+        if mode == "xla" and steps_per_call > 1 and workload.has(Conv2D):
+            # Measured (benchmarks/PERFORMANCE.md, section 4): the MLP is fastest as one XLA loop, the
+            # CNN is not; the cause lies inside XLA's CPU backend.
+            return ("XLA compiles the K-step loop into one while-loop program, and inside it the convolution "
+                    "and its gradients run ~1.8x slower than the same ops unrolled (max-pooling does not); "
+                    "fit launches an XLA step K times instead, which avoids it")
+        return None
 
     @abstractmethod
     def train_step(self, x, y):

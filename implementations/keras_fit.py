@@ -56,7 +56,7 @@ class KerasFit(Trainer):
     source = "Deep Learning with Python ch. 2-3; Hands-On Machine Learning 2nd ed. ch. 10"
 
     @classmethod
-    def known_cost(cls, mode, steps_per_call):
+    def known_cost(cls, workload, mode, steps_per_call):
         # What fit's own loop (keras/src/backend/tensorflow/trainer.py, Keras 3) adds to each step.
         if mode == "xla" and steps_per_call > 1:
             return ("fit pulls each batch from a tf.data iterator, which XLA cannot compile, so Keras compiles "

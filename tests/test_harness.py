@@ -91,6 +91,20 @@ def test_the_device_is_synchronised_before_the_clock_is_read():
         assert events[start:start + 5] == pattern
 
 
+def test_blocks_run_back_to_back_and_each_member_takes_its_turn_first():
+    clock = FakeClock()
+    names = ["f/a", "f/b", "f/c", "x/a", "x/b", "x/c", "ref"]
+    configs = {name: Timed(fake_call(clock, lambda i: 0.01, name)) for name in names}
+    orders = []
+    measure_interleaved(configs, rounds=3, round_budget_s=0.02, warmup=0, clock=clock, on_order=orders.append,
+                        blocks=[["f/a", "f/b", "f/c"], ["x/a", "x/b", "x/c"], ["ref"]])
+    assert orders == [["f/a", "f/b", "f/c", "x/a", "x/b", "x/c", "ref"],
+                      ["x/b", "x/c", "x/a", "ref", "f/b", "f/c", "f/a"],
+                      ["ref", "f/c", "f/a", "f/b", "x/c", "x/a", "x/b"]]
+    with pytest.raises(ValueError, match="exactly once"):
+        measure_interleaved(configs, rounds=1, round_budget_s=0.02, blocks=[["f/a"]], clock=clock)
+
+
 def test_modes_are_measured_interleaved_in_a_rotating_order():
     clock = FakeClock()
     configs = {name: Timed(fake_call(clock, lambda i: 0.01, name)) for name in ("eager", "function", "xla")}
@@ -316,15 +330,18 @@ def test_approaches_of_one_workload_and_batch_size_are_timed_in_one_group(tmp_pa
 
     orders = []
     monkeypatch.setattr(timing, "measure_interleaved", _recording(timing.measure_interleaved, orders))
-    monkeypatch.setattr(CustomTape, "known_cost", classmethod(lambda cls, mode, k: f"costly {k}" if mode == "xla"
+    monkeypatch.setattr(CustomTape, "known_cost", classmethod(lambda cls, w, mode, k: f"costly {k}" if mode == "xla"
                                                               else None))
     path = tmp_path / "grouped.json"
     assert main(["run", "--approach", "custom_tape", "raw_tf_nn", "--workload", "mlp", "--mode", "eager", "xla",
                  "--steps-per-call", "1", "2", "--batch-size", "8", "--stages", "step_time", "--samples", "2",
                  "--quiet", "--output", str(path)]) == 0
-    # One group; the approaches of one mode and K side by side, so they are timed back to back.
-    assert orders == [[("custom_tape", "eager", 1), ("raw_tf_nn", "eager", 1), ("custom_tape", "xla", 1),
-                       ("raw_tf_nn", "xla", 1), ("custom_tape", "xla", 2), ("raw_tf_nn", "xla", 2)]]
+    # One group; the approaches of one mode and K side by side, so they are timed back to back (in
+    # the first round; then each block and each approach inside it takes its turn first).
+    assert len(orders) == 1
+    assert orders[0][0] == [("custom_tape", "eager", 1), ("raw_tf_nn", "eager", 1), ("custom_tape", "xla", 1),
+                            ("raw_tf_nn", "xla", 1), ("custom_tape", "xla", 2), ("raw_tf_nn", "xla", 2)]
+    assert orders[0][1][:2] == [("raw_tf_nn", "xla", 1), ("custom_tape", "xla", 1)]
     records = load(path)["records"]
     # Each approach's compiled records against its own eager record; its harness overhead measured once.
     assert all(r["metrics"]["speedup_vs_eager"] > 0 for r in records if r["mode"] == "xla")
@@ -339,16 +356,20 @@ def test_approaches_of_one_workload_and_batch_size_are_timed_in_one_group(tmp_pa
     assert runner.PROFILES["gate"].interleave_approaches is False
     orders.clear()
     assert main(["run", "--profile", "gate", "--samples", "2", "--quiet", "--output", str(tmp_path / "g.json")]) == 0
-    assert [[key[0] for key in order] for order in orders] == [["custom_tape"], ["keras_fit"]]
+    assert [{key[0] for order in rounds for key in order} for rounds in orders] == [{"custom_tape"}, {"keras_fit"}]
 
 
 def _recording(measure, orders):
     """measure_interleaved, noting each group's configurations as (approach, mode, K)."""
     def recording(configs, **kwargs):
-        # A record id reads step_time/<approach>/<workload>/<mode>/k<K>/...; the reference kernel has none.
-        ids = [key.split("/") for key in configs if key.startswith("step_time/")]
-        orders.append([(parts[1], parts[3], int(parts[4][1:])) for parts in ids])
-        return measure(configs, **kwargs)
+        rounds = []  # one list of round orders per group
+        orders.append(rounds)
+
+        def on_order(order):
+            # A record id reads step_time/<approach>/<workload>/<mode>/k<K>/...; the reference kernel has none.
+            ids = [key.split("/") for key in order if key.startswith("step_time/")]
+            rounds.append([(parts[1], parts[3], int(parts[4][1:])) for parts in ids])
+        return measure(configs, on_order=on_order, **kwargs)
     return recording
 
 
