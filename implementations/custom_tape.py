@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from implementations.interface import LoopTrainer
-from implementations.keras_layers import keras_layer
+from implementations.keras_layers import conv_bias_cost, keras_layer
 
 
 class SubclassedModel(keras.Model):
@@ -40,6 +40,14 @@ class CustomTape(LoopTrainer):
     name = "custom_tape"
     summary = "subclassed keras.Model + one tf.GradientTape per step + optimizer.apply_gradients"
     source = "Hands-On Machine Learning 2nd ed. ch. 12 (custom training loops)"
+
+    @classmethod
+    def known_cost(cls, workload, mode, steps_per_call):
+        if mode == "eager":
+            # Measured against raw_tf_nn, whose step differs only in these two (benchmarks/PERFORMANCE.md).
+            return ("in eager mode each Keras layer call runs Keras's Layer.__call__ in Python (input checks, "
+                    "autocasting, name scopes), and the Keras loss adds ops of its own; raw tf.nn ops skip both")
+        return conv_bias_cost(workload, mode) or super().known_cost(workload, mode, steps_per_call)
 
     def _build(self, weights):
         self.model = SubclassedModel(self.workload)

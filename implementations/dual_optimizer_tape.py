@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from implementations.interface import LoopTrainer, OptimizerSpec
-from implementations.keras_layers import keras_layer
+from implementations.keras_layers import conv_bias_cost, keras_layer
 
 
 class DualOptimizerTape(LoopTrainer):
@@ -34,7 +34,7 @@ class DualOptimizerTape(LoopTrainer):
             # merges them: measured, the compiled step keeps pace with custom_tape's.
             return ("the persistent tape's two gradient calls each run the backward pass from the loss, so the "
                     "upper layers' backward pass runs twice, and two optimizers apply their updates one by one")
-        return super().known_cost(workload, mode, steps_per_call)
+        return conv_bias_cost(workload, mode) or super().known_cost(workload, mode, steps_per_call)
 
     def _build(self, weights):
         split = self.workload.lower_layers

@@ -28,7 +28,7 @@ import keras
 import tensorflow as tf
 
 from implementations.interface import Trainer
-from implementations.keras_layers import keras_layer
+from implementations.keras_layers import conv_bias_cost, keras_layer
 from implementations.workloads import INPUT_SHAPE
 
 
@@ -65,8 +65,9 @@ class KerasFit(Trainer):
         if mode == "xla":
             return ("fit calls its XLA-compiled step from a plain tf.function that pulls the batch from a "
                     "tf.data iterator: two calls per step, where a hand-written loop makes one")
-        return ("each step pulls its batch from a tf.data iterator through a tf.distribute strategy and "
+        loop = ("each step pulls its batch from a tf.data iterator through a tf.distribute strategy and "
                 "updates fit's metric variables (running loss and accuracy): more small ops per step")
+        return "; ".join(filter(None, [loop, conv_bias_cost(workload, mode)]))
 
     def _build(self, weights):
         self.model = keras.Sequential([keras.Input(INPUT_SHAPE)] + [keras_layer(s) for s in self.workload.layers])

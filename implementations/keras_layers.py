@@ -11,6 +11,16 @@ import keras
 from implementations.workloads import BatchNorm, Conv2D, Dense, Flatten, LayerSpec, MaxPool, ReLU
 
 
+def conv_bias_cost(workload, mode: str) -> str | None:
+    """The measured cost of Keras's convolution bias under plain ``tf.function``, shared by the approaches
+    built on Keras layers (see ``Trainer.known_cost``); None where it does not apply."""
+    if mode == "function" and workload.has(Conv2D):
+        return ("Keras adds a convolution's bias with BiasAdd, which oneDNN fuses into the filter gradient "
+                "(Conv2DBackpropFilterWithBias in the profile); here that measured slower than raw_tf_nn's "
+                "plain `+ bias` (8% in a stand-alone step)")
+    return None
+
+
 def keras_layer(spec: LayerSpec) -> keras.layers.Layer:
     if isinstance(spec, Dense):
         return keras.layers.Dense(spec.units, activation=spec.activation)

@@ -68,7 +68,14 @@ def test_only_measured_costs_of_a_style_are_declared():
     for name in ("custom_tape", "dual_optimizer_tape", "raw_tf_nn"):
         assert "while-loop" in costs[name, "cnn", "xla", 16], name
         assert costs[name, "cnn", "xla", 1] is None and costs[name, "mlp", "xla", 16] is None, name
-    for name in ("custom_tape", "raw_tf_nn", "naive_sequential"):
+    # Keras's convolution bias under plain tf.function, for the three approaches built on Keras layers.
+    for name in ("custom_tape", "dual_optimizer_tape", "keras_fit"):
+        assert "BiasAdd" in costs[name, "cnn", "function", 16] and "BiasAdd" not in (costs[name, "mlp",
+                                                                                          "function", 16] or "")
+    # Keras's layer machinery in Python, eagerly.
+    assert "Layer.__call__" in costs["custom_tape", "mlp", "eager", 1]
+    assert costs["custom_tape", "mlp", "function", 1] is None and costs["raw_tf_nn", "cnn", "function", 1] is None
+    for name in ("raw_tf_nn", "naive_sequential"):
         assert {cost for (n, w, mode, k), cost in costs.items() if n == name and mode != "xla"} == {None}, name
 
 
