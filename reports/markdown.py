@@ -13,7 +13,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchmarks.results import NOISY_IQR_FRACTION
-from reports.data import latest, mode_rank, ok, ordered, sort_key
+from reports.data import approach_rank, latest, mode_rank, ok, ordered, sort_key
 
 TITLE = "TensorFlow training benchmark report"
 NOISY_MARK = "†"
@@ -418,20 +418,23 @@ def _within_fastest(step_times: pd.DataFrame) -> list[str]:
         return out
     why = behind["known_cost"].where(behind["known_cost"].notna(), UNEXPLAINED)
     rows = []
+    # One row per approach, mode and reason, sorted by approach and mode below.
     for (device, approach, mode, reason), group in behind.assign(why=why).groupby(
             ["device_label", "approach", "mode", "why"], sort=False):
+        ks = sorted(int(k) for k in group["steps_per_call"].unique())
+        # Out of the configurations of this approach and mode with these K (all workloads and batch sizes).
         configurations = step_times[(step_times["device_label"] == device) & (step_times["approach"] == approach)
-                                    & (step_times["mode"] == mode)]
-        ks = ", ".join(str(int(k)) for k in sorted(group["steps_per_call"].unique()))
-        rows.append([device, approach, mode, ks, f"{len(group)} of {len(configurations)}",
+                                    & (step_times["mode"] == mode) & step_times["steps_per_call"].isin(ks)]
+        rows.append([device, approach, mode, ", ".join(map(str, ks)), f"{len(group)} of {len(configurations)}",
                      f"{times(group['behind'].min())}–{times(group['behind'].max())}", reason])
+    rows.sort(key=lambda row: (row[0], approach_rank(row[1]), mode_rank(row[2]), row[3]))
     return out + ["", f"Where an approach is more than {WITHIN:.0%} behind (its step time over the fastest "
                       "approach's), and why:", "",
                   _table(["Device", "Approach", "Mode", "K", "Behind in", "Step time vs the fastest", "Why"], rows)]
 
 
-UNEXPLAINED = ("no extra work in this style: timing noise (see the † marks) or a slowdown to look into "
-               "(benchmarks/PERFORMANCE.md)")
+UNEXPLAINED = ("no cost of the style was recorded with these measurements: timing noise (see the † marks), a "
+               "cause found later, or a slowdown to look into (benchmarks/PERFORMANCE.md, section 4)")
 
 
 def _input_pipeline(frame: pd.DataFrame) -> list[str]:

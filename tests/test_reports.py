@@ -456,6 +456,10 @@ def test_roofline_says_how_far_behind_an_approach_is_and_why(tmp_path):
     assert len(rows) == 2
     costly_row = next(line for line in rows if f"| {costly['approach']} " in line)
     assert "| 1.50x–1.50x " in costly_row and "| two optimizers " in costly_row
+    # Behind in 1 of the approach's configurations with that mode and K (all workloads and batch sizes).
+    alike = [r for r in step_times if (r["approach"], r["mode"], r["steps_per_call"]) == (
+        costly["approach"], costly["mode"], costly["steps_per_call"])]
+    assert f"| 1 of {len(alike)} " in costly_row
     unexplained_row = next(line for line in rows if f"| {unexplained['approach']} " in line)
     assert "| 1.30x–1.30x " in unexplained_row and "timing noise" in unexplained_row
     # With every approach within 10%, there is no such table.
