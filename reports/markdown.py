@@ -278,11 +278,12 @@ def _harness_overhead(step_times: pd.DataFrame) -> list[str]:
     lines = []
     for device, group in ordered(measured).groupby("device_label", sort=False):
         overhead = group["harness_overhead_fraction"].astype(float)
-        lines.append(f"- {device}: median {percent(overhead.median())} over {len(overhead)} groups "
+        lines.append(f"- {device}: median {percent(overhead.median())} over {len(overhead)} measurements "
                      f"({percent(overhead.min())} to {percent(overhead.max())}; "
                      f"{int((overhead.abs() <= 0.01).sum())} within ±1%)")
     return ["The harness's own overhead (its timed loop against a bare `time.perf_counter` loop around the same "
-            "compiled step, one configuration per group; negative values are noise):", "", *lines, ""]
+            "compiled step, measured on each approach's first compiled configuration of each step-time group; "
+            "negative values are noise):", "", *lines, ""]
 
 
 def _step_time(frame: pd.DataFrame) -> list[str]:

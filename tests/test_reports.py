@@ -430,7 +430,7 @@ def test_step_time_section_reports_the_harness_overhead_per_device(tmp_path):
     for r, overhead in zip(step_times, (0.004, -0.002, 0.03)):
         r["metrics"]["harness_overhead_fraction"] = overhead
     text = section(to_markdown(load_results([write_results(tmp_path / "overhead.json", doc)])), "Step time")
-    assert f"- cpu @ {CPU_MACHINE}: median 0.4% over 3 groups (-0.2% to 3.0%; 2 within ±1%)" in text
+    assert f"- cpu @ {CPU_MACHINE}: median 0.4% over 3 measurements (-0.2% to 3.0%; 2 within ±1%)" in text
     assert "harness's own overhead" not in section(to_markdown(load_results([CPU])), "Step time")
 
 
