@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.cli import UsageError
-from benchmarks.compare import DEFAULT_ALPHA, Row, add_decision_options, compare_documents, min_runs, report
-from benchmarks.compare import write_markdown as write_summary
-from benchmarks.results import load
-from implementations.errors import TfbenchError
+from tfbench.benchmarks.cli import UsageError
+from tfbench.benchmarks.compare import DEFAULT_ALPHA, Row, add_decision_options, compare_documents, min_runs, report
+from tfbench.benchmarks.compare import write_markdown as write_summary
+from tfbench.benchmarks.results import load
+from tfbench.implementations.errors import TfbenchError
 
 DEFAULT_ROUNDS = 12  # calibrated here: 12 rounds catch 95% of 10% slowdowns in 189 s (README)
 DEFAULT_RUN_ARGS = ("--profile", "gate")
@@ -61,9 +61,15 @@ class ProcessResult:
 Runner = Callable[[str, Path, str, Sequence[str], Path], ProcessResult]
 
 
+def cli_module(worktree: Path) -> str:
+    """The CLI module of the suite in ``worktree``: revisions before the ``tfbench`` namespace had top-level
+    packages, and a baseline may be one of them."""
+    return "tfbench.benchmarks.cli" if (worktree / "tfbench" / "__init__.py").is_file() else "benchmarks.cli"
+
+
 def subprocess_runner(side: str, worktree: Path, python: str, args: Sequence[str], output: Path) -> ProcessResult:
-    """The real runner: ``python -m benchmarks.cli run ARGS --output OUTPUT --quiet`` inside ``worktree``."""
-    command = [python, "-m", "benchmarks.cli", "run", *args, "--output", str(output), "--quiet"]
+    """The real runner: ``python -m tfbench.benchmarks.cli run ARGS --output OUTPUT --quiet`` inside ``worktree``."""
+    command = [python, "-m", cli_module(worktree), "run", *args, "--output", str(output), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(worktree)}
     try:
         completed = subprocess.run(command, cwd=worktree, env=env, stdin=subprocess.DEVNULL, capture_output=True,

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from implementations import approaches
-from implementations.workloads import WORKLOADS
+from tfbench.implementations import approaches
+from tfbench.implementations.workloads import WORKLOADS
 
 BATCH_SIZE = 128
 CASES = [pytest.param(name, workload, mode, id=f"{name}-{workload}-{mode}",
@@ -29,7 +29,7 @@ CASES = [pytest.param(name, workload, mode, id=f"{name}-{workload}-{mode}",
 def batches():
     import tensorflow as tf
 
-    from implementations.datasets import synthetic
+    from tfbench.implementations.datasets import synthetic
 
     train, _ = synthetic(4 * BATCH_SIZE, 1, seed=0)
     xs = tf.constant(train.x.reshape(4, 1, BATCH_SIZE, 28, 28, 1))
@@ -39,8 +39,8 @@ def batches():
 
 @pytest.mark.parametrize(("approach", "workload", "mode"), CASES)
 def test_train_step(benchmark, batches, approach, workload, mode):
-    from implementations import build
-    from implementations.interface import TrainConfig
+    from tfbench.implementations import build
+    from tfbench.implementations.interface import TrainConfig
 
     trainer = build(approach, workload, TrainConfig(mode=mode))
     call = trainer.runner(*batches)

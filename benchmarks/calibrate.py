@@ -40,12 +40,12 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from benchmarks.ab import DEFAULT_ROUNDS, Runner, check_run_args, repo_root, run_process
-from benchmarks.ab import subprocess_runner as default_runner
-from benchmarks.cli import UsageError
-from benchmarks.compare import DEFAULT_ALPHA, add_decision_options, compare_documents, min_runs, percent
-from benchmarks.compare import write_markdown as write_text
-from benchmarks.results import SCHEMA_VERSION, load, make_record, summarize
+from tfbench.benchmarks.ab import DEFAULT_ROUNDS, Runner, check_run_args, repo_root, run_process
+from tfbench.benchmarks.ab import subprocess_runner as default_runner
+from tfbench.benchmarks.cli import UsageError
+from tfbench.benchmarks.compare import DEFAULT_ALPHA, add_decision_options, compare_documents, min_runs, percent
+from tfbench.benchmarks.compare import write_markdown as write_text
+from tfbench.benchmarks.results import SCHEMA_VERSION, load, make_record, summarize
 
 DEFAULT_PROCESSES = 24
 DEFAULT_TRIALS = 2000

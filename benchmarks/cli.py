@@ -14,17 +14,18 @@ import argparse
 import importlib
 import sys
 
-from implementations.errors import TfbenchError
+from tfbench.implementations.errors import TfbenchError
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
-    "list": ("benchmarks.commands", "list approaches x workloads x modes, with the reason for each unsupported one"),
-    "train": ("benchmarks.commands", "train one approach, or a documented recipe, and print its accuracy"),
-    "run": ("benchmarks.runner", "run the benchmark suite and write a results file"),
-    "report": ("reports.cli", "write REPORT.md and PNG charts from results files"),
-    "compare": ("benchmarks.compare", "compare two results files; exit 1 on a regression"),
-    "ab": ("benchmarks.ab", "A/B-compare two revisions of the suite in one job"),
-    "calibrate-gate": ("benchmarks.calibrate", "measure the regression gate's false-alarm and detection rates"),
+    "list": ("tfbench.benchmarks.commands",
+              "list approaches x workloads x modes, with the reason for each unsupported one"),
+    "train": ("tfbench.benchmarks.commands", "train one approach, or a documented recipe, and print its accuracy"),
+    "run": ("tfbench.benchmarks.runner", "run the benchmark suite and write a results file"),
+    "report": ("tfbench.reports.cli", "write REPORT.md and PNG charts from results files"),
+    "compare": ("tfbench.benchmarks.compare", "compare two results files; exit 1 on a regression"),
+    "ab": ("tfbench.benchmarks.ab", "A/B-compare two revisions of the suite in one job"),
+    "calibrate-gate": ("tfbench.benchmarks.calibrate", "measure the regression gate's false-alarm and detection rates"),
 }
 
 

@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from implementations.errors import ConfigError
-from implementations.interface import MODES, OptimizerSpec, TrainConfig
-from implementations.recipes import RECIPES, get_recipe
-from implementations.workloads import WORKLOADS, get_workload
+from tfbench.implementations.errors import ConfigError
+from tfbench.implementations.interface import MODES, OptimizerSpec, TrainConfig
+from tfbench.implementations.recipes import RECIPES, get_recipe
+from tfbench.implementations.workloads import WORKLOADS, get_workload
 
 DATASET_CHOICES = ("mnist", "fashion_mnist", "synthetic")
 
@@ -33,7 +33,7 @@ def configure_list(parser: argparse.ArgumentParser) -> None:
 
 def support_matrix() -> list[dict]:
     """Every (approach, workload, mode) with None or the reason it is unsupported."""
-    from implementations import approaches
+    from tfbench.implementations import approaches
 
     return [{"approach": name, "workload": workload.name, "mode": mode,
              "supported": (reason := cls.unsupported(workload, mode)) is None, "reason": reason}
@@ -43,7 +43,7 @@ def support_matrix() -> list[dict]:
 def main_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from implementations import approaches
+    from tfbench.implementations import approaches
 
     matrix = support_matrix()
     if args.json:
@@ -105,7 +105,7 @@ def _print_epoch(record: dict) -> None:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    from implementations import get_approach
+    from tfbench.implementations import get_approach
 
     approach = get_approach(args.approach)
     lower = OptimizerSpec.parse(args.optimizer) if args.optimizer else None
@@ -122,7 +122,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def main_train(args: argparse.Namespace) -> int:
-    from benchmarks.cli import UsageError
+    from tfbench.benchmarks.cli import UsageError
 
     if args.recipe and args.approach:
         raise UsageError("give either --recipe or --approach, not both")
@@ -130,7 +130,7 @@ def main_train(args: argparse.Namespace) -> int:
         raise UsageError("give --approach A (see `tfbench list`) or --recipe NAME")
     if args.recipe:
         recipe = get_recipe(args.recipe)
-        from benchmarks.training import run_recipe
+        from tfbench.benchmarks.training import run_recipe
 
         print(f"{recipe.title}: {recipe.approach} on {recipe.workload}, {recipe.optimizer}, batch "
               f"{recipe.batch_size}, {args.epochs or recipe.epochs} epochs, {recipe.dataset}", flush=True)
@@ -144,8 +144,8 @@ def main_train(args: argparse.Namespace) -> int:
                    "batch_size": recipe.batch_size, **result}
     else:
         config = _train_config(args)
-        from benchmarks.training import train
-        from implementations.datasets import load
+        from tfbench.benchmarks.training import train
+        from tfbench.implementations.datasets import load
 
         data = load(args.dataset, data_dir=args.data_dir)
         epochs = args.epochs or 1
@@ -159,7 +159,7 @@ def main_train(args: argparse.Namespace) -> int:
                    "steps_per_call": args.steps_per_call, "dataset": args.dataset, "epochs": epochs,
                    "batch_size": args.batch_size, "optimizer": str(config.optimizer), **result}
     if args.json:
-        from benchmarks.results import write_json_atomic
+        from tfbench.benchmarks.results import write_json_atomic
 
         write_json_atomic(args.json, summary)
         print(f"wrote {args.json}")

@@ -82,8 +82,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from benchmarks.cli import UsageError
-from benchmarks.results import KEY_FIELDS, ResultsError, expand, load, record_id
+from tfbench.benchmarks.cli import UsageError
+from tfbench.benchmarks.results import KEY_FIELDS, ResultsError, expand, load, record_id
 
 DEFAULT_ALPHA = 0.01
 # Slowdown the gate is meant to catch, as a fraction; only a ratio whose interval lies above 1 + threshold/2

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks.cli import UsageError
+from tfbench.benchmarks.cli import UsageError
 
 DEVICE_CHOICES = ("auto", "all", "cpu", "gpu", "metal")
 

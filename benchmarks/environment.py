@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.devices import cpu_model, metal_plugin_version
+from tfbench.benchmarks.devices import cpu_model, metal_plugin_version
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from benchmarks.devices import Device, synchronize
+from tfbench.benchmarks.devices import Device, synchronize
 
 
 def matmul_gflops(device: Device, *, size: int = 2048, repeats: int = 10, parallel: int = 1, tf=None) -> dict:

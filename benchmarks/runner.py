@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.cli import UsageError
-from benchmarks.commands import DATASET_CHOICES, positive_int
-from benchmarks.results import ResultsFile, is_noisy, make_record, summarize
-from implementations.interface import MODES
+from tfbench.benchmarks.cli import UsageError
+from tfbench.benchmarks.commands import DATASET_CHOICES, positive_int
+from tfbench.benchmarks.results import ResultsFile, is_noisy, make_record, summarize
+from tfbench.implementations.interface import MODES
 
 STAGES = ("step_time", "input_pipeline", "accuracy", "recipe")
 REFERENCE = "reference"  # the reference kernel's key among a group's timed configurations
@@ -144,8 +144,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    from implementations import approaches
-    from implementations.workloads import WORKLOADS
+    from tfbench.implementations import approaches
+    from tfbench.implementations.workloads import WORKLOADS
 
     profile = PROFILES[args.profile]
     registered = list(approaches())
@@ -176,7 +176,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 
 def parse_threads(text: str | None, profile: Profile, recorded: dict | None = None) -> dict:
-    from benchmarks.environment import cpu_count
+    from tfbench.benchmarks.environment import cpu_count
 
     if text is None and recorded:
         # A resumed run keeps the thread pools its first records were measured with.
@@ -205,14 +205,14 @@ def main(args: argparse.Namespace) -> int:
         plan = make_plan(args)
         threads = parse_threads(args.threads, PROFILES[args.profile])
     if args.require_accuracy and {"accuracy", "recipe"} & set(plan.stages):
-        from implementations.datasets import load
+        from tfbench.implementations.datasets import load
 
         load(plan.dataset, data_dir=plan.data_dir)  # a DatasetError here is one line and exit 2
 
     import tensorflow as tf
 
-    from benchmarks import devices as devices_module
-    from benchmarks.environment import capture
+    from tfbench.benchmarks import devices as devices_module
+    from tfbench.benchmarks.environment import capture
 
     # Before TensorFlow's runtime starts: thread pools and GPU memory growth.
     try:
@@ -253,7 +253,7 @@ def main(args: argparse.Namespace) -> int:
     if failed:
         print(f"\n!!! {len(failed)} record(s) FAILED, e.g. {failed[0]['id']}: {failed[0]['reason']}", file=sys.stderr)
     if args.report:
-        from reports import write_report
+        from tfbench.reports import write_report
 
         print(f"report: {write_report([results.path], args.report)}")
     print(f"results: {results.path}")
@@ -284,7 +284,7 @@ class Suite:
 
     def _jobs(self) -> list[tuple[str, dict, list[dict]]]:
         """(kind, parameters, the record stubs it will write), in run order."""
-        from implementations.recipes import RECIPES
+        from tfbench.implementations.recipes import RECIPES
 
         plan, jobs = self.plan, []
 
@@ -327,7 +327,7 @@ class Suite:
     # -- running --
 
     def measure_peaks(self) -> None:
-        from benchmarks.roofline import matmul_gflops
+        from tfbench.benchmarks.roofline import matmul_gflops
 
         known = {d["name"]: d for d in self.results.document.get("devices", [])}
         for device in self.devices:
@@ -382,7 +382,7 @@ class Suite:
 
     def _bank(self, batch_size: int, batches: int, device):
         """Device-resident synthetic batches: (batches, batch, 28, 28, 1) and labels."""
-        from implementations.datasets import synthetic
+        from tfbench.implementations.datasets import synthetic
 
         train, _ = synthetic(batches * batch_size, 1, seed=self.plan.seed)
         with self.tf.device(device.tf_device):
@@ -391,11 +391,17 @@ class Suite:
         return x, y
 
     def _run_step_time(self, params, stubs):
-        from benchmarks import devices as dev
-        from benchmarks.timing import Timed, first_and_warmup, harness_overhead, measure_interleaved, reference_kernel
-        from implementations import build, get_approach
-        from implementations.interface import TrainConfig
-        from implementations.workloads import get_workload
+        from tfbench.benchmarks import devices as dev
+        from tfbench.benchmarks.timing import (
+            Timed,
+            first_and_warmup,
+            harness_overhead,
+            measure_interleaved,
+            reference_kernel,
+        )
+        from tfbench.implementations import build, get_approach
+        from tfbench.implementations.interface import TrainConfig
+        from tfbench.implementations.workloads import get_workload
 
         tf, plan, device = self.tf, self.plan, params["device"]
         workload = get_workload(params["workload"])
@@ -464,8 +470,8 @@ class Suite:
         return records
 
     def _step_records(self, metas, timed, workload, device, peak_memory):
-        from benchmarks.timing import bootstrap_ratio
-        from implementations import get_approach
+        from tfbench.benchmarks.timing import bootstrap_ratio
+        from tfbench.implementations import get_approach
 
         eager_keys = {stub["approach"]: key for key, stub in metas.items() if stub["mode"] == "eager"}
         peak = self.peaks.get(device.name)
@@ -501,11 +507,11 @@ class Suite:
     # -- input pipelines --
 
     def _run_input_pipeline(self, params, stubs):
-        from benchmarks import devices as dev
-        from benchmarks.timing import Timed, measure_interleaved
-        from implementations import build
-        from implementations.datasets import synthetic
-        from implementations.interface import TrainConfig
+        from tfbench.benchmarks import devices as dev
+        from tfbench.benchmarks.timing import Timed, measure_interleaved
+        from tfbench.implementations import build
+        from tfbench.implementations.datasets import synthetic
+        from tfbench.implementations.interface import TrainConfig
 
         tf, plan, device = self.tf, self.plan, params["device"]
         batch_size = plan.pipeline_batch_size
@@ -556,8 +562,8 @@ class Suite:
 
     def _dataset_or_skip(self, name: str, stubs):
         """The dataset, or the stubs marked skipped; a dataset that cannot be had is tried once a run."""
-        from implementations.datasets import load
-        from implementations.errors import DatasetError
+        from tfbench.implementations.datasets import load
+        from tfbench.implementations.errors import DatasetError
 
         if name not in self.unavailable:
             try:
@@ -567,10 +573,10 @@ class Suite:
         return None, [{**s, "status": "skipped", "reason": self.unavailable[name]} for s in stubs]
 
     def _run_accuracy(self, params, stubs):
-        from benchmarks.training import train
-        from implementations import get_approach
-        from implementations.interface import TrainConfig
-        from implementations.workloads import get_workload
+        from tfbench.benchmarks.training import train
+        from tfbench.implementations import get_approach
+        from tfbench.implementations.interface import TrainConfig
+        from tfbench.implementations.workloads import get_workload
 
         plan = self.plan
         reason = get_approach(params["approach"]).unsupported(get_workload(params["workload"]), "function")
@@ -585,8 +591,8 @@ class Suite:
         return [{**stubs[0], "metrics": result}]
 
     def _run_recipe(self, params, stubs):
-        from benchmarks.training import run_recipe
-        from implementations.errors import DatasetError
+        from tfbench.benchmarks.training import run_recipe
+        from tfbench.implementations.errors import DatasetError
 
         recipe = params["recipe"]
         if recipe.dataset in self.unavailable:

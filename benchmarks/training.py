@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from implementations import build
-from implementations.datasets import Data, load
-from implementations.interface import TrainConfig
-from implementations.recipes import Recipe
-from implementations.workloads import get_workload
+from tfbench.implementations import build
+from tfbench.implementations.datasets import Data, load
+from tfbench.implementations.interface import TrainConfig
+from tfbench.implementations.recipes import Recipe
+from tfbench.implementations.workloads import get_workload
 
 
 def time_to_accuracy(history: list[dict], target: float | None) -> float | None:

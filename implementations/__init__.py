@@ -11,9 +11,9 @@ import importlib
 import pkgutil
 from functools import cache
 
-from implementations.errors import ConfigError, Unsupported
-from implementations.interface import TrainConfig, Trainer
-from implementations.workloads import Workload, get_workload
+from tfbench.implementations.errors import ConfigError, Unsupported
+from tfbench.implementations.interface import TrainConfig, Trainer
+from tfbench.implementations.workloads import Workload, get_workload
 
 
 @cache

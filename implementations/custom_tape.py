@@ -16,8 +16,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from implementations.interface import LoopTrainer
-from implementations.keras_layers import conv_bias_cost, keras_layer
+from tfbench.implementations.interface import LoopTrainer
+from tfbench.implementations.keras_layers import conv_bias_cost, keras_layer
 
 
 class SubclassedModel(keras.Model):

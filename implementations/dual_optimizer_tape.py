@@ -15,8 +15,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from implementations.interface import LoopTrainer, OptimizerSpec
-from implementations.keras_layers import conv_bias_cost, keras_layer
+from tfbench.implementations.interface import LoopTrainer, OptimizerSpec
+from tfbench.implementations.keras_layers import conv_bias_cost, keras_layer
 
 
 class DualOptimizerTape(LoopTrainer):

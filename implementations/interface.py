@@ -33,8 +33,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from implementations.errors import ConfigError, Unsupported
-from implementations.workloads import Workload
+from tfbench.implementations.errors import ConfigError, Unsupported
+from tfbench.implementations.workloads import Workload
 
 MODES = ("eager", "function", "xla")
 OPTIMIZERS = ("sgd", "adam", "nadam", "rmsprop")
@@ -245,7 +245,7 @@ class LoopTrainer(Trainer):
 
     @classmethod
     def known_cost(cls, workload, mode, steps_per_call):
-        from implementations.workloads import Conv2D
+        from tfbench.implementations.workloads import Conv2D
 
         if mode == "xla" and steps_per_call > 1 and workload.has(Conv2D):
             # Measured (benchmarks/PERFORMANCE.md, section 4): the MLP is fastest as one XLA loop, the

@@ -27,9 +27,9 @@ import time
 import keras
 import tensorflow as tf
 
-from implementations.interface import Trainer
-from implementations.keras_layers import conv_bias_cost, keras_layer
-from implementations.workloads import INPUT_SHAPE
+from tfbench.implementations.interface import Trainer
+from tfbench.implementations.keras_layers import conv_bias_cost, keras_layer
+from tfbench.implementations.workloads import INPUT_SHAPE
 
 
 class _EpochTimer(keras.callbacks.Callback):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from implementations.workloads import BatchNorm, Conv2D, Dense, Flatten, LayerSpec, MaxPool, ReLU
+from tfbench.implementations.workloads import BatchNorm, Conv2D, Dense, Flatten, LayerSpec, MaxPool, ReLU
 
 
 def conv_bias_cost(workload, mode: str) -> str | None:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from implementations.interface import LoopTrainer
-from implementations.workloads import Dense, Flatten
+from tfbench.implementations.interface import LoopTrainer
+from tfbench.implementations.workloads import Dense, Flatten
 
 
 class NaiveDense:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from implementations.interface import LoopTrainer
-from implementations.workloads import NUM_CLASSES, BatchNorm, Conv2D, Dense, Flatten, MaxPool, ReLU
+from tfbench.implementations.interface import LoopTrainer
+from tfbench.implementations.workloads import NUM_CLASSES, BatchNorm, Conv2D, Dense, Flatten, MaxPool, ReLU
 
 
 class RawTfNn(LoopTrainer):

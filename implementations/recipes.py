@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from implementations.errors import ConfigError
-from implementations.interface import SAMPLING, OptimizerSpec
+from tfbench.implementations.errors import ConfigError
+from tfbench.implementations.interface import SAMPLING, OptimizerSpec
 
 METRICS = ("test_accuracy", "val_accuracy", "train_accuracy")
 

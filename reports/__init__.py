@@ -5,9 +5,9 @@
 can be written on any machine from the results files of others.
 """
 
-from reports.data import approach_colour, load_results
-from reports.markdown import to_markdown
-from reports.plots import (
+from tfbench.reports.data import approach_colour, load_results
+from tfbench.reports.markdown import to_markdown
+from tfbench.reports.plots import (
     plot_accuracy_curves,
     plot_batch_size,
     plot_speedup,
@@ -15,7 +15,7 @@ from reports.plots import (
     plot_throughput,
     plot_time_to_accuracy,
 )
-from reports.report import write_report
+from tfbench.reports.report import write_report
 
 __all__ = ["approach_colour", "load_results", "plot_accuracy_curves", "plot_batch_size", "plot_speedup",
            "plot_step_time", "plot_throughput", "plot_time_to_accuracy", "to_markdown", "write_report"]

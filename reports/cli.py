@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reports.report import write_report
+from tfbench.reports.report import write_report
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.results import ResultsError, expand, load
+from tfbench.benchmarks.results import ResultsError, expand, load
 
 KNOWN_APPROACHES = ("keras_fit", "custom_tape", "dual_optimizer_tape", "raw_tf_nn", "naive_sequential")
 KNOWN_WORKLOADS = ("mlp", "cnn")  # the benchmarked workloads of implementations/workloads.py, in its order

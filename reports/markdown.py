@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pandas as pd
 from tabulate import tabulate
 
-from benchmarks.results import NOISY_IQR_FRACTION
-from reports.data import approach_rank, latest, mode_rank, ok, ordered, sort_key
+from tfbench.benchmarks.results import NOISY_IQR_FRACTION
+from tfbench.reports.data import approach_rank, latest, mode_rank, ok, ordered, sort_key
 
 TITLE = "TensorFlow training benchmark report"
 NOISY_MARK = "†"

@@ -20,8 +20,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from reports.data import approach_colour, approach_rank, latest, main_device_batch, ok, ordered
-from reports.markdown import sig
+from tfbench.reports.data import approach_colour, approach_rank, latest, main_device_batch, ok, ordered
+from tfbench.reports.markdown import sig
 
 DPI = 100
 FIGSIZE = (10, 5)  # inches: 1000 x 500 pixels at DPI

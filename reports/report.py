@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from reports.data import load_results, ok
-from reports.markdown import to_markdown
-from reports.plots import (
+from tfbench.reports.data import load_results, ok
+from tfbench.reports.markdown import to_markdown
+from tfbench.reports.plots import (
     plot_accuracy_curves,
     plot_batch_size,
     plot_speedup,

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import ab, calibrate, cli
-from benchmarks.ab import ProcessResult, run_ab
-from benchmarks.calibrate import Rate, collect_pools, estimate_rates, load_pools, synthetic_pools, to_markdown
-from benchmarks.cli import UsageError
-from benchmarks.results import ResultsFile, load, make_record, summarize
+from tfbench.benchmarks import ab, calibrate, cli
+from tfbench.benchmarks.ab import ProcessResult, run_ab
+from tfbench.benchmarks.calibrate import Rate, collect_pools, estimate_rates, load_pools, synthetic_pools, to_markdown
+from tfbench.benchmarks.cli import UsageError
+from tfbench.benchmarks.results import ResultsFile, load, make_record, summarize
 
 
 def git(repo: Path, *args: str) -> str:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from implementations import approaches, build, get_approach
-from implementations.errors import Unsupported
-from implementations.interface import LoopTrainer, OptimizerSpec, TrainConfig, Trainer
-from implementations.workloads import get_workload
+from tfbench.implementations import approaches, build, get_approach
+from tfbench.implementations.errors import Unsupported
+from tfbench.implementations.interface import LoopTrainer, OptimizerSpec, TrainConfig, Trainer
+from tfbench.implementations.workloads import get_workload
 
 APPROACHES = list(approaches())
 MODES = ("eager", "function", "xla")
@@ -203,7 +203,7 @@ def test_fit_gives_every_approach_the_same_batches(tmp_path):
 
 
 def test_every_approach_learns_synthetic_data():
-    from implementations.datasets import load
+    from tfbench.implementations.datasets import load
 
     data = load("synthetic", synthetic_sizes=(3000, 500))
     for name in APPROACHES:
@@ -214,8 +214,8 @@ def test_every_approach_learns_synthetic_data():
 
 
 def _mnist():
-    from implementations.datasets import load
-    from implementations.errors import DatasetError
+    from tfbench.implementations.datasets import load
+    from tfbench.implementations.errors import DatasetError
 
     if not os.environ.get("TFBENCH_DATA_DIR"):
         pytest.skip("TFBENCH_DATA_DIR is not set: real MNIST is not available (CI sets it to ../shared/data)")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from benchmarks.cli import main
+from tfbench.benchmarks.cli import main
 
 
 def run_cli(capsys, *argv):
@@ -85,7 +85,7 @@ def test_train_prints_progress_and_writes_json(capsys, tmp_path):
 
 
 def test_the_console_entry_point_runs_in_a_fresh_process():
-    process = subprocess.run([sys.executable, "-m", "benchmarks.cli", "train", "--approach", "nope"],
+    process = subprocess.run([sys.executable, "-m", "tfbench.benchmarks.cli", "train", "--approach", "nope"],
                              capture_output=True, text=True, timeout=120)
     assert process.returncode == 2
     assert "Traceback" not in process.stderr

@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks import cli
-from benchmarks.calibrate import synthetic_document
-from benchmarks.cli import UsageError
-from benchmarks.compare import (
+from tfbench.benchmarks import cli
+from tfbench.benchmarks.calibrate import synthetic_document
+from tfbench.benchmarks.cli import UsageError
+from tfbench.benchmarks.compare import (
     SINGLE_RUN_THRESHOLD,
     _null_lower_cdf,
     compare_documents,
@@ -21,7 +21,7 @@ from benchmarks.compare import (
     smallest_p_value,
     to_markdown,
 )
-from benchmarks.results import make_record, summarize, write_json_atomic
+from tfbench.benchmarks.results import make_record, summarize, write_json_atomic
 
 
 def runs(count: int, median: float, *, process_noise: float = 0.0, sample_noise: float = 0.005,

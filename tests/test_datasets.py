@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from implementations import datasets
-from implementations.datasets import (
+from tfbench.implementations import datasets
+from tfbench.implementations.datasets import (
     DATASETS,
     Data,
     DatasetCorrupt,
@@ -30,7 +30,7 @@ from implementations.datasets import (
     stratified_split,
     synthetic,
 )
-from implementations.errors import ConfigError, DatasetError
+from tfbench.implementations.errors import ConfigError, DatasetError
 
 # Read before the autouse fixture below removes it from the environment of every test.
 REAL_DATA_DIR = os.environ.get("TFBENCH_DATA_DIR")

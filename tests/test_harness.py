@@ -12,10 +12,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchmarks import devices
-from benchmarks.cli import UsageError, main
-from benchmarks.results import ResultsFile, is_noisy, load, make_record, summarize, validate
-from benchmarks.timing import Timed, bootstrap_ratio, measure_interleaved
+from tfbench.benchmarks import devices
+from tfbench.benchmarks.cli import UsageError, main
+from tfbench.benchmarks.results import ResultsFile, is_noisy, load, make_record, summarize, validate
+from tfbench.benchmarks.timing import Timed, bootstrap_ratio, measure_interleaved
 
 # --- statistics ------------------------------------------------------------------------------------------
 
@@ -226,8 +226,8 @@ def test_the_suite_places_records_on_several_devices_with_logical_cpus(tmp_path)
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from benchmarks import devices
-        from benchmarks.cli import main
+        from tfbench.benchmarks import devices
+        from tfbench.benchmarks.cli import main
         devices.detect = lambda tf=None, **kw: [devices.Device("cpu", "cpu", "/CPU:0", "logical 0"),
                                                 devices.Device("gpu:0", "gpu", "/CPU:1", "logical 1 as a GPU")]
         raise SystemExit(main(["run", "--device", "all", "--approach", "raw_tf_nn", "--workload", "mlp",
@@ -282,8 +282,7 @@ def test_a_tiny_real_run_writes_a_valid_results_file(tiny_run):
 
 
 def test_a_failing_record_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
-    import implementations
-
+    from tfbench import implementations
     original = implementations.build
 
     def sometimes_fails(approach, workload, config=None, weights=None):
@@ -305,7 +304,7 @@ def test_a_failing_record_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch)
 
 
 def test_a_failing_job_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
-    from benchmarks import runner
+    from tfbench.benchmarks import runner
 
     original = runner.Suite._run_step_time
 
@@ -325,8 +324,8 @@ def test_a_failing_job_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
 
 
 def test_approaches_of_one_workload_and_batch_size_are_timed_in_one_group(tmp_path, monkeypatch):
-    from benchmarks import runner, timing
-    from implementations.custom_tape import CustomTape
+    from tfbench.benchmarks import runner, timing
+    from tfbench.implementations.custom_tape import CustomTape
 
     orders = []
     monkeypatch.setattr(timing, "measure_interleaved", _recording(timing.measure_interleaved, orders))
@@ -374,7 +373,7 @@ def _recording(measure, orders):
 
 
 def test_an_interrupted_run_keeps_its_records_and_resume_completes_it(tmp_path, monkeypatch):
-    from benchmarks import runner
+    from tfbench.benchmarks import runner
 
     original = runner.Suite._run_step_time
     calls = []
@@ -423,7 +422,7 @@ def test_accuracy_without_the_dataset_is_skipped_loudly_or_fatal_when_required(t
 
 
 def test_harness_overhead_compares_the_timed_call_with_a_bare_loop():
-    from benchmarks.timing import harness_overhead
+    from tfbench.benchmarks.timing import harness_overhead
 
     clock = FakeClock()
     timed = Timed(fake_call(clock, lambda i: 0.01, "a"))
@@ -436,7 +435,7 @@ def test_harness_overhead_compares_the_timed_call_with_a_bare_loop():
 def test_results_files_get_ordinary_permissions(tmp_path):
     import os
 
-    from benchmarks.results import write_json_atomic
+    from tfbench.benchmarks.results import write_json_atomic
 
     path = tmp_path / "r.json"
     write_json_atomic(path, {"a": 1})
@@ -446,8 +445,8 @@ def test_results_files_get_ordinary_permissions(tmp_path):
 
 
 def test_thread_pools_default_to_the_cores_and_a_resumed_run_keeps_its_own(monkeypatch):
-    from benchmarks import environment
-    from benchmarks.runner import PROFILES, parse_threads
+    from tfbench.benchmarks import environment
+    from tfbench.benchmarks.runner import PROFILES, parse_threads
 
     monkeypatch.setattr(environment, "cpu_count", lambda: 6)
     assert parse_threads(None, PROFILES["full"]) == {"intra_op": 6, "inter_op": 6}
@@ -462,7 +461,7 @@ def test_thread_pools_default_to_the_cores_and_a_resumed_run_keeps_its_own(monke
 
 
 def test_the_progress_line_names_each_approach_of_a_mixed_group():
-    from benchmarks.runner import describe
+    from tfbench.benchmarks.runner import describe
 
     def timed(approach, mode, median):
         return make_record("step_time", approach=approach, workload="mlp", mode=mode, steps_per_call=1,

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks import cli
-from benchmarks.results import ResultsError
-from reports import (
+from tfbench.benchmarks import cli
+from tfbench.benchmarks.results import ResultsError
+from tfbench.reports import (
     approach_colour,
     load_results,
     plot_accuracy_curves,
@@ -30,8 +30,8 @@ from reports import (
     to_markdown,
     write_report,
 )
-from reports.data import APPROACH_COLOURS, COLUMNS
-from reports.markdown import percent, sig
+from tfbench.reports.data import APPROACH_COLOURS, COLUMNS
+from tfbench.reports.markdown import percent, sig
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"

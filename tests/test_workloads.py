@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from implementations.errors import ConfigError
-from implementations.workloads import WORKLOADS, Dense, Flatten, Workload, get_workload
+from tfbench.implementations.errors import ConfigError
+from tfbench.implementations.workloads import WORKLOADS, Dense, Flatten, Workload, get_workload
 
 
 def test_mlp_and_cnn_are_the_tutorial_networks():
