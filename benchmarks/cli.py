@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-from tfbench.implementations.errors import TfbenchError
+from tfbench.errors import TfbenchError, UsageError
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
@@ -23,14 +23,11 @@ SUBCOMMANDS = {
     "train": ("tfbench.benchmarks.commands", "train one approach, or a documented recipe, and print its accuracy"),
     "run": ("tfbench.benchmarks.runner", "run the benchmark suite and write a results file"),
     "report": ("tfbench.reports.cli", "write REPORT.md and PNG charts from results files"),
-    "compare": ("tfbench.benchmarks.compare", "compare two results files; exit 1 on a regression"),
-    "ab": ("tfbench.benchmarks.ab", "A/B-compare two revisions of the suite in one job"),
-    "calibrate-gate": ("tfbench.benchmarks.calibrate", "measure the regression gate's false-alarm and detection rates"),
+    "compare": ("tfbench.benchmarks.gate.compare", "compare two results files; exit 1 on a regression"),
+    "ab": ("tfbench.benchmarks.gate.ab", "A/B-compare two revisions of the suite in one job"),
+    "calibrate-gate": ("tfbench.benchmarks.gate.calibrate",
+                       "measure the regression gate's false-alarm and detection rates"),
 }
-
-
-class UsageError(TfbenchError):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):

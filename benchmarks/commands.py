@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tfbench.implementations.errors import ConfigError
+from tfbench.errors import ConfigError
 from tfbench.implementations.interface import MODES, OptimizerSpec, TrainConfig
 from tfbench.implementations.recipes import RECIPES, get_recipe
 from tfbench.implementations.workloads import WORKLOADS, get_workload
@@ -122,7 +122,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def main_train(args: argparse.Namespace) -> int:
-    from tfbench.benchmarks.cli import UsageError
+    from tfbench.errors import UsageError
 
     if args.recipe and args.approach:
         raise UsageError("give either --recipe or --approach, not both")

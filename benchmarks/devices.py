@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from tfbench.benchmarks.cli import UsageError
+from tfbench.errors import UsageError
 
 DEVICE_CHOICES = ("auto", "all", "cpu", "gpu", "metal")
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbench.implementations.errors import TfbenchError
+from tfbench.errors import TfbenchError
 
 SCHEMA_VERSION = 1
 KINDS = ("step_time", "accuracy", "recipe", "input_pipeline")

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tfbench.benchmarks.cli import UsageError
 from tfbench.benchmarks.commands import DATASET_CHOICES, positive_int
 from tfbench.benchmarks.results import ResultsFile, is_noisy, make_record, summarize
+from tfbench.errors import UsageError
 from tfbench.implementations.interface import MODES
 
 STAGES = ("step_time", "input_pipeline", "accuracy", "recipe")
@@ -562,8 +562,8 @@ class Suite:
 
     def _dataset_or_skip(self, name: str, stubs):
         """The dataset, or the stubs marked skipped; a dataset that cannot be had is tried once a run."""
+        from tfbench.errors import DatasetError
         from tfbench.implementations.datasets import load
-        from tfbench.implementations.errors import DatasetError
 
         if name not in self.unavailable:
             try:
@@ -592,7 +592,7 @@ class Suite:
 
     def _run_recipe(self, params, stubs):
         from tfbench.benchmarks.training import run_recipe
-        from tfbench.implementations.errors import DatasetError
+        from tfbench.errors import DatasetError
 
         recipe = params["recipe"]
         if recipe.dataset in self.unavailable:

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from functools import cache
 
-from tfbench.implementations.errors import ConfigError, Unsupported
+from tfbench.errors import ConfigError, Unsupported
 from tfbench.implementations.interface import TrainConfig, Trainer
 from tfbench.implementations.workloads import Workload, get_workload
 

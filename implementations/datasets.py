@@ -45,7 +45,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from tfbench.implementations.errors import ConfigError, DatasetError
+from tfbench.errors import ConfigError, DatasetError
 
 DATASETS = ("mnist", "fashion_mnist", "synthetic")
 FILE_DATASETS = ("mnist", "fashion_mnist")  # the ones read from files

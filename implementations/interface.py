@@ -33,7 +33,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tfbench.implementations.errors import ConfigError, Unsupported
+from tfbench.errors import ConfigError, Unsupported
 from tfbench.implementations.workloads import Workload
 
 MODES = ("eager", "function", "xla")

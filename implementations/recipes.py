@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tfbench.implementations.errors import ConfigError
+from tfbench.errors import ConfigError
 from tfbench.implementations.interface import SAMPLING, OptimizerSpec
 
 METRICS = ("test_accuracy", "val_accuracy", "train_accuracy")

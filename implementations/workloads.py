@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tfbench.implementations.errors import ConfigError
+from tfbench.errors import ConfigError
 
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10

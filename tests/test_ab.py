@@ -11,11 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfbench.benchmarks import ab, calibrate, cli
-from tfbench.benchmarks.ab import ProcessResult, run_ab
-from tfbench.benchmarks.calibrate import Rate, collect_pools, estimate_rates, load_pools, synthetic_pools, to_markdown
-from tfbench.benchmarks.cli import UsageError
+from tfbench.benchmarks import cli
+from tfbench.benchmarks.gate import ab, calibrate
+from tfbench.benchmarks.gate.ab import ProcessResult, run_ab
+from tfbench.benchmarks.gate.calibrate import (
+    Rate,
+    collect_pools,
+    estimate_rates,
+    load_pools,
+    synthetic_pools,
+    to_markdown,
+)
 from tfbench.benchmarks.results import ResultsFile, load, make_record, summarize
+from tfbench.errors import UsageError
 
 
 def git(repo: Path, *args: str) -> str:

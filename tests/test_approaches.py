@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfbench.errors import Unsupported
 from tfbench.implementations import approaches, build, get_approach
-from tfbench.implementations.errors import Unsupported
 from tfbench.implementations.interface import LoopTrainer, OptimizerSpec, TrainConfig, Trainer
 from tfbench.implementations.workloads import get_workload
 
@@ -214,8 +214,8 @@ def test_every_approach_learns_synthetic_data():
 
 
 def _mnist():
+    from tfbench.errors import DatasetError
     from tfbench.implementations.datasets import load
-    from tfbench.implementations.errors import DatasetError
 
     if not os.environ.get("TFBENCH_DATA_DIR"):
         pytest.skip("TFBENCH_DATA_DIR is not set: real MNIST is not available (CI sets it to ../shared/data)")

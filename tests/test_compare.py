@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from tfbench.benchmarks import cli
-from tfbench.benchmarks.calibrate import synthetic_document
-from tfbench.benchmarks.cli import UsageError
-from tfbench.benchmarks.compare import (
+from tfbench.benchmarks.gate.calibrate import synthetic_document
+from tfbench.benchmarks.gate.compare import (
     SINGLE_RUN_THRESHOLD,
     _null_lower_cdf,
     compare_documents,
@@ -22,6 +21,7 @@ from tfbench.benchmarks.compare import (
     to_markdown,
 )
 from tfbench.benchmarks.results import make_record, summarize, write_json_atomic
+from tfbench.errors import UsageError
 
 
 def runs(count: int, median: float, *, process_noise: float = 0.0, sample_noise: float = 0.005,

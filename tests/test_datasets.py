@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tfbench.errors import ConfigError, DatasetError
 from tfbench.implementations import datasets
 from tfbench.implementations.datasets import (
     DATASETS,
@@ -30,7 +31,6 @@ from tfbench.implementations.datasets import (
     stratified_split,
     synthetic,
 )
-from tfbench.implementations.errors import ConfigError, DatasetError
 
 # Read before the autouse fixture below removes it from the environment of every test.
 REAL_DATA_DIR = os.environ.get("TFBENCH_DATA_DIR")

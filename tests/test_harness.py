@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from tfbench.benchmarks import devices
-from tfbench.benchmarks.cli import UsageError, main
+from tfbench.benchmarks.cli import main
 from tfbench.benchmarks.results import ResultsFile, is_noisy, load, make_record, summarize, validate
 from tfbench.benchmarks.timing import Timed, bootstrap_ratio, measure_interleaved
+from tfbench.errors import UsageError
 
 # --- statistics ------------------------------------------------------------------------------------------
 

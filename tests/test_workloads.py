@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from tfbench.implementations.errors import ConfigError
+from tfbench.errors import ConfigError
 from tfbench.implementations.workloads import WORKLOADS, Dense, Flatten, Workload, get_workload
 
 

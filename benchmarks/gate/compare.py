@@ -82,8 +82,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from tfbench.benchmarks.cli import UsageError
 from tfbench.benchmarks.results import KEY_FIELDS, ResultsError, expand, load, record_id
+from tfbench.errors import UsageError
 
 DEFAULT_ALPHA = 0.01
 # Slowdown the gate is meant to catch, as a fraction; only a ratio whose interval lies above 1 + threshold/2
@@ -460,7 +460,7 @@ def compare_documents(base_docs: Sequence[dict], cand_docs: Sequence[dict], metr
     all timed the reference kernel are compared at a common machine speed
     (:func:`normalise`); the row's note says so.
 
-    Raises :class:`benchmarks.cli.UsageError` for an unknown metric or when no record is on both sides.
+    Raises :class:`tfbench.errors.UsageError` for an unknown metric or when no record is on both sides.
     """
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")

@@ -40,12 +40,18 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from tfbench.benchmarks.ab import DEFAULT_ROUNDS, Runner, check_run_args, repo_root, run_process
-from tfbench.benchmarks.ab import subprocess_runner as default_runner
-from tfbench.benchmarks.cli import UsageError
-from tfbench.benchmarks.compare import DEFAULT_ALPHA, add_decision_options, compare_documents, min_runs, percent
-from tfbench.benchmarks.compare import write_markdown as write_text
+from tfbench.benchmarks.gate.ab import DEFAULT_ROUNDS, Runner, check_run_args, repo_root, run_process
+from tfbench.benchmarks.gate.ab import subprocess_runner as default_runner
+from tfbench.benchmarks.gate.compare import (
+    DEFAULT_ALPHA,
+    add_decision_options,
+    compare_documents,
+    min_runs,
+    percent,
+    write_markdown,
+)
 from tfbench.benchmarks.results import SCHEMA_VERSION, load, make_record, summarize
+from tfbench.errors import UsageError
 
 DEFAULT_PROCESSES = 24
 DEFAULT_TRIALS = 2000
@@ -315,5 +321,5 @@ def main(args: argparse.Namespace) -> int:
                        alpha=args.alpha, compare_seconds=compare_seconds, process_seconds=seconds, source=source)
     print(text, end="")
     if args.out:
-        write_text(args.out, text)
+        write_markdown(args.out, text)
     return 0

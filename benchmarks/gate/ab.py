@@ -33,11 +33,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tfbench.benchmarks.cli import UsageError
-from tfbench.benchmarks.compare import DEFAULT_ALPHA, Row, add_decision_options, compare_documents, min_runs, report
-from tfbench.benchmarks.compare import write_markdown as write_summary
+from tfbench.benchmarks.gate.compare import (
+    DEFAULT_ALPHA,
+    Row,
+    add_decision_options,
+    compare_documents,
+    min_runs,
+    report,
+    write_markdown,
+)
 from tfbench.benchmarks.results import load
-from tfbench.implementations.errors import TfbenchError
+from tfbench.errors import TfbenchError, UsageError
 
 DEFAULT_ROUNDS = 12  # calibrated here: 12 rounds catch 95% of 10% slowdowns in 189 s (README)
 DEFAULT_RUN_ARGS = ("--profile", "gate")
@@ -252,7 +258,7 @@ def main(args: argparse.Namespace) -> int:
                         alpha=args.alpha)
     except TfbenchError as error:
         if args.markdown:  # the PR comment says that the gate did not run, and why
-            write_summary(args.markdown, f"### ⚠️ the regression gate could not run\n\n{error.args[0]}\n")
+            write_markdown(args.markdown, f"### ⚠️ the regression gate could not run\n\n{error.args[0]}\n")
         raise
     total = sum(result.seconds)
     print(f"{len(result.seconds)} processes in {total:.0f} s (mean {total / len(result.seconds):.1f} s); to compare "

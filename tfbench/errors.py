@@ -8,6 +8,10 @@ class TfbenchError(Exception):
     """Base of every error whose message tells the user what is wrong and how to fix it."""
 
 
+class UsageError(TfbenchError):
+    """Bad command-line input: an unknown option value, a file that cannot be written, a bad combination."""
+
+
 class ConfigError(TfbenchError, ValueError):
     """A bad value: an unknown name, a batch size <= 0, an impossible combination."""
 
