@@ -117,6 +117,13 @@ class KerasFit(Trainer):
         # current epoch's batches and then *ends*: given steps_per_epoch
         # instead, Keras runs ceil(steps / steps_per_execution) full calls
         # and an epoch spills into the next one when K does not divide it.
+        # The dataset states its length (every epoch of the plan has the same
+        # number of batches). A generator's length is otherwise unknown, and
+        # Keras then finds the end of each epoch by one more train_function
+        # call that fails for want of data: it warns "Your input ran out of
+        # data" every epoch, and with K = 1 that failing call still advances
+        # the optimizer's step counter, so Adam's bias correction ran one step
+        # ahead per epoch and keras_fit's weights left the other approaches'.
         timer = _EpochTimer(epoch_done)
 
         def epoch_indices():
@@ -124,6 +131,7 @@ class KerasFit(Trainer):
 
         dataset = (tf.data.Dataset.from_generator(epoch_indices,
                                                   output_signature=tf.TensorSpec([None], tf.int64))
+                   .apply(tf.data.experimental.assert_cardinality(len(plan[0])))
                    .map(lambda index: (tf.gather(x_all, index), tf.gather(y_all, index)))
                    .prefetch(tf.data.AUTOTUNE))
         self.model.fit(dataset, epochs=len(plan), shuffle=False, verbose=0, callbacks=[timer])  # planned order
