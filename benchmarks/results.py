@@ -31,14 +31,23 @@ Metrics, where they apply: ``step_time_s`` (see :func:`summarize`),
 ``harness_overhead_fraction``, ``known_cost`` (text: the approach's reason for
 extra work per step in that mode, see ``Trainer.known_cost``).
 
-This module is pure Python + NumPy (no TensorFlow): the reports and the
-regression gate read results through it.
+The published schema, ``results.schema.json`` beside this module, declares
+every field and every metric with its type, unit and meaning (its
+``$defs/metrics``); :func:`validate` rejects a document that does not conform,
+naming the first problem's place in it. A new metric is declared there before
+the code writes it (a test runs the suite and validates its output).
+
+This module is pure Python + NumPy + jsonschema (no TensorFlow): the reports
+and the regression gate read results through it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
+import reprlib
 import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -49,11 +58,11 @@ import numpy as np
 from tfbench.errors import TfbenchError
 
 SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 KINDS = ("step_time", "accuracy", "recipe", "input_pipeline")
 STATUSES = ("ok", "unsupported", "skipped", "failed")
 KEY_FIELDS = ("kind", "approach", "workload", "mode", "steps_per_call", "device", "batch_size", "dataset",
               "variant")
-RECORD_FIELDS = KEY_FIELDS + ("status", "reason", "metrics")
 # A sample set whose interquartile range exceeds this fraction of its median is flagged noisy.
 NOISY_IQR_FRACTION = 0.10
 
@@ -125,26 +134,73 @@ def write_json_atomic(path: Path, document: dict) -> None:
         raise
 
 
+@functools.cache
+def schema() -> dict:
+    """The results document's JSON Schema (``results.schema.json``, shipped with the package)."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@functools.cache
+def _validator():
+    import jsonschema
+
+    document_schema = schema()
+    return jsonschema.validators.validator_for(document_schema)(document_schema)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict = 40, 40, 3, 2
+
+
+def _place(path: Iterable) -> str:
+    """``records[3].metrics.step_time_s``: a place in the document, as a reader would write it."""
+    place = ""
+    for part in path:
+        place += f"[{part}]" if isinstance(part, int) else f".{part}" if place else str(part)
+    return place
+
+
+def _problem(error) -> str:
+    """One line for a jsonschema error: where in the document, and what is wrong there."""
+    where = _place(error.absolute_path)
+    at = f"{where}: " if where else ""
+    kind, instance, rule = error.validator, error.instance, error.schema
+    if kind == "required":
+        missing = [name for name in rule["required"] if name not in instance]
+        return f"{at}missing {missing[0]!r}" if missing else f"{at}{error.message}"
+    if kind == "additionalProperties":
+        declared, patterns = rule.get("properties", {}), rule.get("patternProperties", {})
+        extra = [name for name in instance
+                 if name not in declared and not any(re.search(p, name) for p in patterns)]
+        what = "metric" if error.absolute_path and error.absolute_path[-1] == "metrics" else "field"
+        return f"{at}unknown {what} {extra[0]!r} (not declared in {SCHEMA_PATH.name})"
+    if kind == "type":
+        expected = rule["type"] if isinstance(rule["type"], str) else " or ".join(rule["type"])
+        return f"{at}{_SHORT.repr(instance)} is not of type {expected}"
+    if kind in ("enum", "const"):
+        allowed = rule["enum"] if kind == "enum" else [rule["const"]]
+        return f"{at}{_SHORT.repr(instance)} is not one of {', '.join(map(repr, allowed))}"
+    return f"{at}{_SHORT.repr(instance)} violates {kind} {_SHORT.repr(rule.get(kind))}"
+
+
 def validate(document: object, source: str = "results") -> dict:
-    """Check a loaded document against the schema; raise :class:`ResultsError` naming ``source``."""
+    """Check a loaded document against the schema; raise :class:`ResultsError` naming ``source`` and the
+    first problem (its place in the document and what is wrong)."""
+    from jsonschema.exceptions import best_match
+
     if not isinstance(document, dict):
         raise ResultsError(f"{source}: not a results file (expected a JSON object)")
-    version = document.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultsError(f"{source}: schema_version {version!r} is not {SCHEMA_VERSION}; "
-                           "re-run `tfbench run` with this version of the suite")
-    for key in ("environment", "records"):
-        if key not in document:
-            raise ResultsError(f"{source}: missing {key!r}; is it a tf-training-bench results file?")
-    if not isinstance(document["records"], list):
-        raise ResultsError(f"{source}: 'records' must be a list")
-    for index, record in enumerate(document["records"]):
-        missing = [f for f in RECORD_FIELDS if not isinstance(record, dict) or f not in record]
-        if missing:
-            raise ResultsError(f"{source}: record {index} lacks {', '.join(missing)}")
-        if record["kind"] not in KINDS or record["status"] not in STATUSES:
-            raise ResultsError(f"{source}: record {index} has kind {record['kind']!r} / "
-                               f"status {record['status']!r}, expected one of {KINDS} / {STATUSES}")
+    if "schema_version" not in document:
+        raise ResultsError(f"{source}: no schema_version; is it a tf-training-bench results file?")
+    version = document["schema_version"]
+    readable = schema()["properties"]["schema_version"]["enum"]
+    if version not in readable:
+        raise ResultsError(f"{source}: schema_version {version!r} is not one this suite reads "
+                           f"({', '.join(map(str, readable))}); re-run `tfbench run` with this version of the suite")
+    error = best_match(_validator().iter_errors(document))
+    if error is not None:
+        hint = "; is it a tf-training-bench results file?" if not error.absolute_path else ""
+        raise ResultsError(f"{source}: {_problem(error)}{hint}")
     return document
 
 

@@ -153,7 +153,8 @@ def test_results_round_trip_and_are_written_atomically(tmp_path):
     ('{"schema_version": 1, "environment": {}, "records": [', "not valid JSON"),
     ('{"schema_version": 99, "environment": {}, "records": []}', "schema_version 99"),
     ('{"schema_version": 1, "records": []}', "missing 'environment'"),
-    ('{"schema_version": 1, "environment": {}, "records": [{"kind": "step_time"}]}', "record 0 lacks"),
+    ('{"schema_version": 1, "environment": {}, "records": [{"kind": "step_time"}]}',
+     r"records\[0\]: missing 'approach'"),
 ])
 def test_bad_results_files_are_named_in_one_clear_error(tmp_path, content, message):
     path = tmp_path / "bad.json"
