@@ -13,6 +13,7 @@ platform through ``system``/``machine``, so tests can pass fakes.
 
 from __future__ import annotations
 
+import functools
 import platform as _platform
 import re
 from dataclasses import asdict, dataclass, field
@@ -48,7 +49,22 @@ def metal_plugin_version() -> str | None:
         return None
 
 
+@functools.cache
 def cpu_model() -> str:
+    """The CPU's brand string, e.g. "Apple M1 Pro" or "AMD EPYC 7B13".
+
+    py-cpuinfo reads it on every platform (sysctl on macOS, where ``platform.processor()`` says only
+    "arm"; /proc/cpuinfo or lscpu on Linux; the registry on Windows). Without it: /proc/cpuinfo, then
+    the platform module. Cached: py-cpuinfo takes a fraction of a second.
+    """
+    try:
+        import cpuinfo
+
+        brand = cpuinfo.get_cpu_info().get("brand_raw")
+    except Exception:  # its probes can fail on an unusual system; what the OS says is the fallback
+        brand = None
+    if brand and brand.strip():
+        return re.sub(r"\s+", " ", brand).strip()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -1,15 +1,23 @@
-"""What the results were measured on: versions, hardware, settings. Stored in every results file."""
+"""What the results were measured on: versions, hardware, settings. Stored in every results file.
+
+Besides versions, the machine state that moves timings: the CPU's model (py-cpuinfo) and its frequency
+governor where Linux exposes it, and each GPU's name, driver and memory (``nvidia-smi`` for CUDA GPUs,
+TensorFlow's device details otherwise). Everything that runs a program or reads a system file takes it as
+an argument, so tests pass fakes.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import platform
+import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from tfbench.benchmarks.devices import cpu_model, metal_plugin_version
+from tfbench.benchmarks.devices import Device, cpu_model, metal_plugin_version
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,6 +55,111 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_governor(cpus: Path = Path("/sys/devices/system/cpu")) -> str | None:
+    """Linux's CPU frequency governor: "performance", or "powersave (cpu0-1), performance (cpu2-3)" when the
+    cores differ; None where the system does not expose it (macOS, most containers and VMs).
+
+    "powersave" or "ondemand" lower the clock when idle, so the first calls after a pause run slower: a
+    cause of noise worth seeing beside the timings.
+    """
+    governors = {}
+    for path in cpus.glob("cpu[0-9]*/cpufreq/scaling_governor"):
+        try:
+            governors[int(path.parent.parent.name[3:])] = path.read_text().strip()
+        except (OSError, ValueError):
+            continue
+    if not governors:
+        return None
+    if len(set(governors.values())) == 1:
+        return next(iter(governors.values()))
+    spans: list[list] = []  # [governor, first cpu, last cpu] runs of consecutive cpus
+    for cpu in sorted(governors):
+        if spans and spans[-1][0] == governors[cpu] and spans[-1][2] == cpu - 1:
+            spans[-1][2] = cpu
+        else:
+            spans.append([governors[cpu], cpu, cpu])
+    return ", ".join(f"{g} (cpu{a})" if a == b else f"{g} (cpu{a}-{b})" for g, a, b in spans)
+
+
+NVIDIA_SMI = ["nvidia-smi", "--query-gpu=index,name,driver_version,memory.total", "--format=csv,noheader,nounits"]
+
+
+def nvidia_smi_gpus(run: Callable = subprocess.run) -> list[dict]:
+    """Every NVIDIA GPU as nvidia-smi lists it: index, name, driver and memory; [] without nvidia-smi."""
+    try:
+        output = run(NVIDIA_SMI, capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in output.splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) != 4 or not fields[0].isdigit():
+            continue
+        index, name, driver, memory_mib = fields
+        gpus.append({"index": int(index), "name": name, "driver": _known(driver),
+                     "memory_bytes": int(float(memory_mib) * 2**20) if re.fullmatch(r"\d+(\.\d+)?", memory_mib)
+                     else None})
+    return gpus
+
+
+def _known(value: str) -> str | None:
+    """nvidia-smi's value, or None for its "[N/A]" / "[Not Supported]"."""
+    return None if not value or value.startswith("[") else value
+
+
+def _visible_index(tf_index: int, environ: dict) -> int:
+    """The nvidia-smi index of TensorFlow's GPU ``tf_index``: through CUDA_VISIBLE_DEVICES when it lists
+    indices, else the same index."""
+    visible = [part.strip() for part in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if part.strip()]
+    if visible and all(part.isdigit() for part in visible) and tf_index < len(visible):
+        return int(visible[tf_index])
+    return tf_index
+
+
+def gpu_info(devices: Iterable[Device], *, run: Callable = subprocess.run, environ: dict | None = None) -> list[dict]:
+    """Name, driver and memory of each GPU measured on.
+
+    A CUDA GPU's facts come from nvidia-smi, matched by index (through CUDA_VISIBLE_DEVICES) and checked by
+    name; without a match, from TensorFlow's device details (no driver or memory there). An Apple GPU
+    shares the machine's memory, which is what it can use: its size, from sysctl.
+    """
+    environ = os.environ if environ is None else environ
+    gpus = [d for d in devices if d.kind in ("gpu", "metal")]
+    smi = nvidia_smi_gpus(run) if any(d.kind == "gpu" for d in gpus) else []
+    used: set[int] = set()
+    info = []
+    for device in gpus:
+        tf_index = int(device.tf_device.rsplit(":", 1)[1])
+        capability = device.details.get("compute_capability")  # TensorFlow gives (major, minor)
+        if capability is not None:
+            capability = ".".join(map(str, capability)) if isinstance(capability, (list, tuple)) else str(capability)
+        entry = {"index": tf_index, "name": device.description, "driver": None, "memory_bytes": None,
+                 "compute_capability": capability, "source": "tensorflow"}
+        if device.kind == "gpu":
+            # TensorFlow names a GPU by its details' device_name; without details only "/physical_device:..."
+            named = not device.description.startswith("/physical_device:")
+            expected = _visible_index(tf_index, environ)
+            candidates = [g for g in smi if g["index"] == expected and (g["name"] == device.description or not named)]
+            candidates = candidates or [g for g in smi if g["index"] not in used and g["name"] == device.description]
+            if candidates:
+                used.add(candidates[0]["index"])
+                entry.update(candidates[0], index=tf_index, source="nvidia-smi")
+        else:
+            memory = _sysctl_memsize(run)
+            if memory:
+                entry.update(memory_bytes=memory, source="tensorflow; memory: sysctl hw.memsize (unified)")
+        info.append(entry)
+    return info
+
+
+def _sysctl_memsize(run: Callable) -> int | None:
+    try:
+        return int(run(["sysctl", "-n", "hw.memsize"], capture_output=True, text=True, timeout=10,
+                       check=True).stdout.strip())
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
 def capture(tf, devices, threads: dict) -> dict:
     import keras
     import numpy
@@ -63,7 +176,9 @@ def capture(tf, devices, threads: dict) -> dict:
         "machine": platform.machine(),
         "cpu_model": cpu_model(),
         "cpu_count": cpu_count(),
+        "cpu_governor": cpu_governor(),
         "gpus": [d.description for d in devices if d.kind in ("gpu", "metal")],
+        "gpu_info": gpu_info(devices),
         "tensorflow_metal": metal_plugin_version(),
         "tf_build_info": build,
         "threads": threads,

@@ -258,7 +258,9 @@ def _environment(frame: pd.DataFrame) -> list[str]:
             ("Python", first["env_python"]), ("NumPy", first["env_numpy"]),
             ("tensorflow-metal", first["env_tensorflow_metal"]), ("Platform", first["env_platform"]),
             ("CPU", first["env_cpu_model"]), ("Cores", first["env_cpu_count"]),
-            ("GPUs", first["env_gpus"] or "none"), ("Threads", threads), ("Git commit", first["env_git_commit"]),
+            ("CPU governor", first.get("env_cpu_governor")),
+            ("GPUs", _gpu_details(first.get("env_gpu_info")) or first["env_gpus"] or "none"),
+            ("Threads", threads), ("Git commit", first["env_git_commit"]),
             ("TF build", ", ".join(f"{c.removeprefix('env_tf_build_info_')} {first[c]}" for c in build
                                    if not _missing(first[c]))),
             ("Devices", "; ".join(f"{d['device']}: {_text(d['device_description'])}" for _, d in devices.iterrows())),
@@ -268,6 +270,20 @@ def _environment(frame: pd.DataFrame) -> list[str]:
         heading = f"### {first['machine']}" + (f": {hardware}" if hardware else "")
         out += [heading, "", _table(["", "Value"], [[k, _text(v)] for k, v in fields]), ""]
     return out[:-1]
+
+
+def _gpu_details(gpus) -> str | None:
+    """ "NVIDIA A100-SXM4-40GB (driver 535.104.05, 40 GiB, compute 8.0)" per GPU; None for an older file."""
+    if not isinstance(gpus, list) or not gpus:
+        return None
+    described = []
+    for gpu in gpus:
+        facts = [f"driver {gpu['driver']}" if gpu.get("driver") else None,
+                 f"{gpu['memory_bytes'] / 2**30:.3g} GiB" if gpu.get("memory_bytes") else None,
+                 f"compute {gpu['compute_capability']}" if gpu.get("compute_capability") else None]
+        facts = [fact for fact in facts if fact]
+        described.append(gpu["name"] + (f" ({', '.join(facts)})" if facts else ""))
+    return "; ".join(described)
 
 
 def _harness_overhead(step_times: pd.DataFrame) -> list[str]:
