@@ -90,26 +90,28 @@ def installed(tmp_path_factory):
     return python, elsewhere, env
 
 
-def test_the_wheel_holds_every_module_and_the_schema(installed):
+def test_the_wheel_holds_every_module_and_its_api_runs(installed):
     python, elsewhere, env = installed
     script = (
-        "import importlib, sys, tfbench\n"
+        "import importlib, tfbench\n"
         "from tfbench.benchmarks.results import SCHEMA_PATH\n"
-        "print(tfbench.__file__)\n"
-        "print(SCHEMA_PATH.is_file())\n"
         "missing = []\n"
         f"for name in {expected_modules()!r}:\n"
         "    try:\n"
         "        importlib.import_module(name)\n"
         "    except ImportError as error:\n"
         "        missing.append(f'{name}: {error}')\n"
-        "print(missing)\n"
+        "results = tfbench.run('gate', approaches=['raw_tf_nn'], workloads=['mlp'], modes=['function'],\n"
+        "                      steps_per_call=[1], stages=['step_time'], samples=3, out='api')\n"
+        "print(tfbench.__file__, SCHEMA_PATH.is_file(), missing, repr(results), sep='\\n')\n"
     )
-    out = run([str(python), "-c", script], cwd=elsewhere, env=env).stdout.splitlines()
+    output = run([str(python), "-c", script], cwd=elsewhere, env=env).stdout
+    package, schema, missing, results = output.splitlines()[-4:]
     venv = python.parent.parent
-    assert Path(out[-3]).resolve().is_relative_to(venv.resolve()), f"tfbench imported from {out[-3]}, not the venv"
-    assert out[-2] == "True", "results.schema.json is not in the wheel"
-    assert out[-1] == "[]", f"modules missing from the wheel: {out[-1]}"
+    assert Path(package).resolve().is_relative_to(venv.resolve()), f"tfbench imported from {package}, not the venv"
+    assert schema == "True", "results.schema.json is not in the wheel"
+    assert missing == "[]", f"modules missing from the wheel: {missing}"
+    assert results.startswith("Results(api/results-") and results.endswith(": 1 ok)")
 
 
 def test_the_installed_cli_lists_runs_and_reports(installed):
@@ -119,5 +121,6 @@ def test_the_installed_cli_lists_runs_and_reports(installed):
     assert all(name in listing for name in ("keras_fit", "custom_tape", "raw_tf_nn", "naive_sequential"))
     run([str(tfbench), "run", "--approach", "raw_tf_nn", "--workload", "mlp", "--mode", "function",
          "--steps-per-call", "1", "--stages", "step_time", "--samples", "3", "--quiet",
-         "--output", "results.json", "--report", "report"], cwd=elsewhere, env=env)
-    assert (elsewhere / "results.json").is_file() and (elsewhere / "report" / "REPORT.md").is_file()
+         "--output", "results.json"], cwd=elsewhere, env=env)
+    report = run([str(tfbench), "report", "results.json", "--out", "report"], cwd=elsewhere, env=env).stdout
+    assert Path(elsewhere / report.strip().splitlines()[-1]).read_text().startswith("#")
