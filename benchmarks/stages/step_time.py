@@ -63,15 +63,27 @@ def measure_peaks(context: Context) -> None:
     context.peaks = {name: d["peak_gflops"] for name, d in known.items() if "peak_gflops" in d}
 
 
-def _bank(context: Context, batch_size: int, batches: int, device):
+def bank_size(batch_size: int, max_k: int) -> int:
+    """How many distinct batches to cycle through: two calls of the largest K, at most ~64 MB of images."""
+    return max(2 * max_k, min(16, max(2, (64 << 20) // (batch_size * 784 * 4))))
+
+
+def device_batches(tf, device, batch_size: int, batches: int, seed: int):
     """Device-resident synthetic batches: (batches, batch, 28, 28, 1) and labels."""
     from tfbench.implementations.datasets import synthetic
 
-    train, _ = synthetic(batches * batch_size, 1, seed=context.plan.seed)
-    with context.tf.device(device.tf_device):
-        x = context.tf.constant(train.x.reshape(batches, batch_size, 28, 28, 1))
-        y = context.tf.constant(train.y.reshape(batches, batch_size))
+    train, _ = synthetic(batches * batch_size, 1, seed=seed)
+    with tf.device(device.tf_device):
+        x = tf.constant(train.x.reshape(batches, batch_size, 28, 28, 1))
+        y = tf.constant(train.y.reshape(batches, batch_size))
     return x, y
+
+
+def call_stacks(tf, bank_x, bank_y, k: int) -> tuple[list, list]:
+    """Each call's stack of K batches, as many calls as the bank holds (placed on the caller's device)."""
+    calls = int(bank_x.shape[0]) // k
+    return ([tf.identity(bank_x[i * k:(i + 1) * k]) for i in range(calls)],
+            [tf.identity(bank_y[i * k:(i + 1) * k]) for i in range(calls)])
 
 
 def run(context: Context, job: Job) -> list[dict]:
@@ -101,18 +113,14 @@ def run(context: Context, job: Job) -> list[dict]:
             metas[stub["id"]] = stub
     if not metas:
         return records
-    max_k = max(s["steps_per_call"] for s in metas.values())
-    # Enough distinct batches for two calls of the largest K, at most ~64 MB of images.
-    batches = max(2 * max_k, min(16, max(2, (64 << 20) // (batch_size * 784 * 4))))
-    bank_x, bank_y = _bank(context, batch_size, batches, device)
+    batches = bank_size(batch_size, max(s["steps_per_call"] for s in metas.values()))
+    bank_x, bank_y = device_batches(tf, device, batch_size, batches, plan.seed)
     calls_of = {}  # K -> each call's stack of K batches, shared by the configurations with that K
     with tf.device(device.tf_device):
         for record_key, stub in list(metas.items()):
             k = stub["steps_per_call"]
             if k not in calls_of:
-                calls = batches // k
-                calls_of[k] = ([tf.identity(bank_x[i * k:(i + 1) * k]) for i in range(calls)],
-                               [tf.identity(bank_y[i * k:(i + 1) * k]) for i in range(calls)])
+                calls_of[k] = call_stacks(tf, bank_x, bank_y, k)
             dev.reset_peak_memory(device, tf)
             try:
                 trainer = build(stub["approach"], workload,
