@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from tfbench.benchmarks.commands import positive_int
+from tfbench.benchmarks.console import progress, starting_tensorflow
 from tfbench.benchmarks.plan import DATASET_CHOICES, PROFILES, STAGE_NAMES, Plan, Profile, build_plan, check_device
 from tfbench.benchmarks.results import ResultsFile
 from tfbench.errors import ConfigError, UsageError
@@ -97,7 +98,8 @@ def main(args: argparse.Namespace) -> int:
 
         load(plan.dataset, data_dir=plan.data_dir)  # a DatasetError here is one line and exit 2
 
-    log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True))
+    log = progress(quiet=args.quiet)
+    starting_tensorflow(log)
     results = execute(plan, threads=threads, device=args.device, output=args.output, out_dir=args.out,
                       resume=resume, log=log)
 

@@ -66,7 +66,7 @@ def execute(plan: Plan, *, threads: dict, device: str = "auto", output: Path | N
     import keras
 
     keras.utils.set_random_seed(plan.seed)
-    log(f"tfbench run: profile {plan.profile}, devices {', '.join(plan.devices)}, results {results.path}")
+    log(f"run: profile {plan.profile}, devices {', '.join(plan.devices)}, results {results.path}")
     context = Context(plan=plan, devices=chosen, results=results, log=log, tf=tf)
     STAGES["step_time"].measure_peaks(context)
     run_jobs(context, [job for name in plan.stages for job in STAGES[name].jobs(context)])

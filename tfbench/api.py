@@ -96,11 +96,12 @@ def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, work
     choice). ``threads`` is (threads per op, ops side by side); default: both the core count. The results file
     is ``output``, or a new ``results-<run id>.json`` in ``out``. ``progress`` prints a line per job to stderr.
     """
-    import sys
 
+    from tfbench.benchmarks.console import progress as progress_log
+    from tfbench.benchmarks.console import starting_tensorflow
     from tfbench.benchmarks.environment import cpu_count
     from tfbench.benchmarks.plan import PROFILES, build_plan, check_device
-    from tfbench.benchmarks.suite import execute, quiet
+    from tfbench.benchmarks.suite import execute
 
     check_device(device)
     plan = build_plan(profile, approaches=approaches, workloads=workloads, modes=modes, batch_sizes=batch_sizes,
@@ -113,7 +114,8 @@ def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, work
             raise ConfigError(f"threads must be (threads per op, ops side by side), whole numbers >= 0; "
                               f"got {threads!r}")
         pools = {"intra_op": threads[0], "inter_op": threads[1]}
-    log = (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True)) if progress else quiet
+    log = progress_log(quiet=not progress)
+    starting_tensorflow(log)
     results = execute(plan, threads=pools, device=device, output=None if output is None else Path(output),
                       out_dir=Path(out), log=log)
     return Results((results.path,))
