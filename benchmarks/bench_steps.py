@@ -19,6 +19,10 @@ Recipe, from the repository's root (``-k`` narrows, e.g. ``-k "mlp and function"
     pytest benchmarks --benchmark-compare=0001 --benchmark-compare-fail=median:10%
     pytest benchmarks --benchmark-json=bench.json    # or a JSON file of your own
 
+The comparison fails (exit 1, "Performance has regressed") when a median moved more than 10%. On a shared
+machine medians move that much from one process to the next; ``tfbench ab`` is the gate built for that
+noise (README, "The performance-regression gate").
+
 The test suite runs these with ``--benchmark-disable``: each call runs once, unmeasured. ``tfbench run`` is
 the fuller harness: interleaved modes, speedups with intervals, rooflines, accuracy.
 """
