@@ -30,5 +30,7 @@ def progress(quiet: bool = False, stream: TextIO | None = None) -> Callable[...,
 
 
 def starting_tensorflow(log: Callable[..., None]) -> None:
-    """Said just before TensorFlow is imported: the lines that follow without the prefix are TensorFlow's."""
-    log("starting TensorFlow (its own start-up messages, unprefixed, follow)")
+    """Said just before TensorFlow is imported: the lines that follow without the prefix are TensorFlow's.
+    Nothing to say when it is already running (a second run in one process, a notebook): no start-up follows."""
+    if "tensorflow" not in sys.modules:
+        log("starting TensorFlow (its own start-up messages, unprefixed, follow)")

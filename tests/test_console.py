@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfbench.benchmarks.console import PREFIX, progress
+from tfbench.benchmarks.console import PREFIX, progress, starting_tensorflow
 from tfbench.implementations import build
 from tfbench.implementations.interface import OptimizerSpec, TrainConfig
 
@@ -88,9 +88,16 @@ def test_a_python_warning_after_a_tensorflow_line_is_not_taken_for_tensorflow_s(
     assert tensorflow_lines(lines) == lines[:2]
 
 
-def test_progress_lines_are_prefixed_one_by_one_and_quiet_says_nothing(capsys):
+def test_progress_lines_are_prefixed_one_by_one_and_quiet_says_nothing(capsys, monkeypatch):
     log = progress()
     log("two", "words")
     log("a\nmessage on two lines")
     progress(quiet=True)("nothing")
     assert capsys.readouterr().err == f"{PREFIX}two words\n{PREFIX}a\n{PREFIX}message on two lines\n"
+    # TensorFlow's start is announced only when it is still to come.
+    monkeypatch.setitem(sys.modules, "tensorflow", object())
+    starting_tensorflow(log)
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    assert capsys.readouterr().err == ""
+    starting_tensorflow(log)
+    assert capsys.readouterr().err.startswith(f"{PREFIX}starting TensorFlow")
