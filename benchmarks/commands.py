@@ -14,12 +14,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from tfbench.benchmarks.plan import DATASET_CHOICES
 from tfbench.errors import ConfigError
 from tfbench.implementations.interface import MODES, OptimizerSpec, TrainConfig
 from tfbench.implementations.recipes import RECIPES, get_recipe
 from tfbench.implementations.workloads import WORKLOADS, get_workload
 
-DATASET_CHOICES = ("mnist", "fashion_mnist", "synthetic")
 # Exit status of `tfbench train` and `tfbench run` when training or a record failed (the output is written).
 EXIT_FAILED = 3
 
