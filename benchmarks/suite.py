@@ -47,7 +47,7 @@ def new_run_id() -> str:
 
 def execute(plan: Plan, *, threads: dict, device: str = "auto", output: Path | None = None,
             out_dir: Path = Path("results"), resume: ResultsFile | None = None,
-            log: Callable[..., None] = quiet) -> ResultsFile:
+            log: Callable[..., None] = quiet, run_id: str | None = None) -> ResultsFile:
     """Run ``plan`` (or continue ``resume``, whose stored plan it is) and return its complete results file."""
     tf, threads = set_up_tensorflow(threads)
     from tfbench.benchmarks import devices
@@ -59,7 +59,7 @@ def execute(plan: Plan, *, threads: dict, device: str = "auto", output: Path | N
     else:
         chosen = devices.select(devices.detect(tf), device)
         plan = plan.with_devices(d.name for d in chosen)
-        run_id = new_run_id()
+        run_id = run_id or new_run_id()
         results = ResultsFile.create(output or Path(out_dir) / f"results-{run_id}.json", run_id=run_id,
                                      config={"profile": plan.profile, "plan": plan.to_dict()},
                                      environment=capture(tf, chosen, threads), devices=[])

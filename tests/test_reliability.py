@@ -11,9 +11,15 @@ synthetic data and fakes; a real process only where a signal must be sent.
 from __future__ import annotations
 
 import errno
+import gzip
 import json
 import math
 import os
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -157,11 +163,12 @@ def test_an_accuracy_record_whose_loss_diverges_is_failed(tmp_path, monkeypatch)
 
     monkeypatch.setattr(OptimizerSpec, "make", lambda self: keras.optimizers.SGD(learning_rate=1e4))
     path = tmp_path / "r.json"
-    main(["run", "--approach", "raw_tf_nn", "--workload", "mlp", "--stages", "accuracy", "--dataset",
-          "synthetic", "--quiet", "--output", str(path)])
+    code = main(["run", "--approach", "raw_tf_nn", "--workload", "mlp", "--stages", "accuracy", "--dataset",
+                 "synthetic", "--quiet", "--output", str(path)])
     record = strict_load(path)["records"][0]
     assert record["status"] == "failed", record
     assert "the training loss became nan in epoch 1 of 3, at step" in record["reason"]
+    assert code == 3  # a failed record: a CI job notices
 
 
 # --- outputs: checked first, one line when they cannot be written ------------------------------------------
@@ -254,3 +261,172 @@ def test_a_second_writer_of_one_results_file_is_refused(tmp_path):
     assert not any(p.name.endswith(".lock") for p in tmp_path.iterdir())  # released and removed
     with WriterLock(path):  # free again
         pass
+
+
+# --- tfbench run: results never silently replaced, nor written by two runs ------------------------------------
+
+
+TINY = ["run", "--approach", "raw_tf_nn", "--workload", "mlp", "--mode", "function", "--steps-per-call", "1",
+        "--batch-size", "8", "--stages", "step_time", "--samples", "2", "--quiet"]
+
+
+def test_an_existing_results_file_is_not_replaced_without_overwrite(tmp_path, capsys):
+    path = tmp_path / "r.json"
+    assert main(TINY + ["--output", str(path)]) == 0
+    before = path.read_text()
+    code, _, err = run_cli(capsys, *TINY, "--output", path)
+    assert code == 2 and path.read_text() == before
+    line = one_error_line(err)
+    assert f"{path} already exists" in line and "--resume" in line and "--overwrite" in line
+    assert main(TINY + ["--output", str(path), "--overwrite"]) == 0
+    assert load(path)["run_id"] != json.loads(before)["run_id"]
+
+
+def test_a_second_run_writing_the_same_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "r.json"
+    with WriterLock(path):  # another run holds the file
+        code, _, err = run_cli(capsys, *TINY, "--output", path)
+    assert code == 2 and "is being written by another tfbench process" in one_error_line(err)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("what", ["output_under_a_file", "output_is_a_directory", "report_is_a_file"])
+def test_run_checks_its_outputs_before_measuring(tmp_path, capsys, monkeypatch, what):
+    from tfbench.benchmarks import suite
+
+    monkeypatch.setattr(suite, "execute", lambda *a, **k: pytest.fail("measured before checking its outputs"))
+    (tmp_path / "file.txt").write_text("x")
+    argv = {"output_under_a_file": ["--output", tmp_path / "file.txt" / "r.json"],
+            "output_is_a_directory": ["--output", tmp_path],
+            "report_is_a_file": ["--output", tmp_path / "r.json", "--report", tmp_path / "file.txt"]}[what]
+    code, _, err = run_cli(capsys, *TINY, *argv)
+    assert code == 2 and "cannot write" in one_error_line(err)
+
+
+def test_a_write_error_mid_run_is_one_line_and_keeps_what_was_saved(tmp_path, capsys, monkeypatch):
+    from tfbench.benchmarks import results as results_module
+
+    path = tmp_path / "r.json"
+    real_mkstemp, saves = results_module.tempfile.mkstemp, []
+
+    def fills_up(*args, **kwargs):  # the disk fills after 3 saves: new file, devices, 1st record
+        saves.append(1)
+        if len(saves) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(results_module.tempfile, "mkstemp", fills_up)
+    code, _, err = run_cli(capsys, *TINY, "--batch-size", "8", "16", "--output", path)
+    assert code == 2
+    line = one_error_line(err)
+    assert str(path) in line and "No space left on device" in line and "--resume" in line
+    kept = load(path)
+    assert len(kept["records"]) == 1 and kept["complete"] is False
+
+
+def test_report_write_error_after_the_run_keeps_the_results(tmp_path, capsys, monkeypatch):
+    import tfbench.reports
+
+    def disk_full(paths, out):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tfbench.reports, "write_report", disk_full)
+    path = tmp_path / "r.json"
+    code, _, err = run_cli(capsys, *TINY, "--output", path, "--report", tmp_path / "report")
+    line = one_error_line(err)
+    assert code == 2 and "No space left on device" in line and f"the results are in {path}" in line
+    assert load(path)["complete"] is True
+
+
+# --- --resume finishes what was skipped or failed ----------------------------------------------------------
+
+
+def _small_mnist(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for stem, array in {"train-images-idx3-ubyte": rng.integers(0, 256, (64, 28, 28), dtype=np.uint8),
+                        "train-labels-idx1-ubyte": (np.arange(64) % 10).astype(np.uint8),
+                        "t10k-images-idx3-ubyte": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+                        "t10k-labels-idx1-ubyte": (np.arange(20) % 10).astype(np.uint8)}.items():
+        header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+        (folder / f"{stem}.gz").write_bytes(gzip.compress(header + array.tobytes()))
+
+
+def test_resume_measures_again_what_was_skipped_with_the_data_dir_given_now(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TFBENCH_DATA_DIR", raising=False)
+    (tmp_path / "empty").mkdir()
+    path = tmp_path / "r.json"
+    argv = ["run", "--approach", "raw_tf_nn", "--workload", "mlp", "--stages", "accuracy", "--quiet"]
+    assert main(argv + ["--data-dir", str(tmp_path / "empty"), "--output", str(path)]) == 0
+    assert load(path)["records"][0]["status"] == "skipped"
+
+    _small_mnist(tmp_path / "data" / "mnist")  # the data has arrived (generated files: no published checksum)
+    code, _, err = run_cli(capsys, "run", "--resume", path, "--data-dir", tmp_path / "data", "--no-verify",
+                           "--quiet")
+    assert code == 0, err
+    assert "measuring again 1 skipped" in err
+    record = load(path)["records"][0]
+    assert record["status"] == "ok" and "checksums skipped" in record["metrics"]["data_source"]
+    assert load(path)["config"]["plan"]["data_dir"] == str(tmp_path / "data")
+
+
+def test_resume_refuses_flags_that_change_what_is_measured(tmp_path, capsys):
+    path = tmp_path / "r.json"
+    assert main(TINY + ["--output", str(path)]) == 0
+    code, _, err = run_cli(capsys, "run", "--resume", path, "--batch-size", "16", "--seed", "3")
+    line = one_error_line(err)
+    assert code == 2 and "--batch-size, --seed would change what it measures" in line
+
+
+@pytest.mark.parametrize("content", ['{"schema_version": 1, "environment": {}, "records": []}', '{"records": [',
+                                     '{"schema_version": 1, "environment": {}, "records": [], '
+                                     '"config": {"plan": {"profile": "quick"}}}'])
+def test_resume_of_a_damaged_or_foreign_file_is_one_line(tmp_path, capsys, content):
+    path = tmp_path / "foreign.json"
+    path.write_text(content)
+    code, _, err = run_cli(capsys, "run", "--resume", path)
+    assert code == 2 and str(path) in one_error_line(err)
+
+
+# --- SIGTERM ---------------------------------------------------------------------------------------------
+
+
+def test_sigterm_ends_a_run_like_ctrl_c_keeping_its_records(tmp_path):
+    """A real process: the second job waits, the test sends SIGTERM, the first job's records stay."""
+    path, started = tmp_path / "r.json", tmp_path / "second-job-started"
+    script = textwrap.dedent(f"""
+        import sys, time
+        from tfbench.benchmarks.stages import STAGES
+        from tfbench.benchmarks.cli import main
+
+        stage, calls = STAGES["step_time"], []
+        original = stage.run
+
+        def run(context, job):
+            calls.append(job)
+            if len(calls) == 2:
+                open({str(started)!r}, "w").close()
+                time.sleep(120)
+            return original(context, job)
+
+        stage.run = run
+        sys.exit(main({[*TINY, "--batch-size", "8", "16", "--output", str(path)]!r}))
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        deadline = time.monotonic() + 240
+        while not started.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "the run ended before its second job"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    last = err.strip().splitlines()[-1]
+    assert last == (f"tfbench: interrupted (SIGTERM): the records measured so far are in {path}; "
+                    f"`tfbench run --resume {path}` completes the run")
+    kept = load(path)
+    assert kept["complete"] is False and [r["batch_size"] for r in kept["records"]] == [8]
+    assert not (tmp_path / f".{path.name}.lock").exists()
