@@ -249,6 +249,20 @@ def test_report_to_a_path_that_is_a_file_is_one_line(capsys, tmp_path):
     assert code == 2 and str(tmp_path / "taken") in one_error_line(err)
 
 
+@pytest.mark.parametrize("command", ["ab", "calibrate-gate"])
+def test_the_gate_commands_check_their_markdown_file_before_running(tmp_path, capsys, monkeypatch, command):
+    from tfbench.benchmarks.gate import ab, calibrate
+
+    monkeypatch.setattr(ab, "run_ab", lambda *a, **k: pytest.fail("ran before checking its output"))
+    monkeypatch.setattr(calibrate, "collect_pools", lambda *a, **k: pytest.fail("ran before checking its output"))
+    (tmp_path / "file.txt").write_text("x")
+    target = tmp_path / "file.txt" / "summary.md"
+    argv = ["ab", "--baseline-rev", "HEAD", "--markdown", target] if command == "ab" else \
+        ["calibrate-gate", "--out", target]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "cannot write the Markdown" in one_error_line(err)
+
+
 # --- one writer per results file ---------------------------------------------------------------------------
 
 
