@@ -144,32 +144,34 @@ def main(args: argparse.Namespace) -> int:
     from tfbench.benchmarks.outputs import WriterLock, check_dir, check_file, writing
     from tfbench.benchmarks.suite import execute, new_run_id
 
-    resume, run_id = None, None
-    if args.resume:
-        resume, plan = resumed_plan(args)
-        threads = parse_threads(args.threads, PROFILES.get(plan.profile, PROFILES["quick"]),
-                                recorded=resume.document["environment"].get("threads"))
-        path = check_file(args.resume, "the results file")
-    else:
-        plan = make_plan(args)
-        threads = parse_threads(args.threads, PROFILES[plan.profile])
-        run_id = new_run_id()
-        path = check_file(args.output or (args.out or Path("results")) / f"results-{run_id}.json",
-                          "the results file")
-        if path.exists() and not args.overwrite:
-            raise UsageError(f"{path} already exists; `--resume {path}` continues it, --overwrite replaces it, "
-                             "or give another --output")
+    # Every output is checked before anything is measured (and before TensorFlow is imported).
+    plan, run_id = (None, None) if args.resume else (make_plan(args), new_run_id())
+    path = check_file(args.resume or args.output or (args.out or Path("results")) / f"results-{run_id}.json",
+                      "the results file")
     if args.report:
         check_dir(args.report, "the report")
-    if args.require_accuracy and {"accuracy", "recipe"} & set(plan.stages):
-        from tfbench.implementations.datasets import load
 
-        load(plan.dataset, data_dir=plan.data_dir, verify=plan.verify)  # a DatasetError: one line and exit 2
+    def refuse_to_replace() -> None:
+        if not args.resume and path.exists() and not args.overwrite:
+            raise UsageError(f"{path} already exists; `--resume {path}` continues it, --overwrite replaces it, "
+                             "or give another --output")
 
+    refuse_to_replace()
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True))
     with WriterLock(path):  # a second run given the same file is refused, not interleaved with this one
-        if resume is not None:
+        refuse_to_replace()  # again: another run may have finished writing it a moment ago
+        resume = None
+        if args.resume:  # read under the lock: what the file holds now, and nobody else adds to it
+            resume, plan = resumed_plan(args)
+            threads = parse_threads(args.threads, PROFILES.get(plan.profile, PROFILES["quick"]),
+                                    recorded=resume.document["environment"].get("threads"))
             print(describe_resume(resume), file=sys.stderr, flush=True)
+        else:
+            threads = parse_threads(args.threads, PROFILES[plan.profile])
+        if args.require_accuracy and {"accuracy", "recipe"} & set(plan.stages):
+            from tfbench.implementations.datasets import load
+
+            load(plan.dataset, data_dir=plan.data_dir, verify=plan.verify)  # a DatasetError: one line and exit 2
         try:
             results = execute(plan, threads=threads, device=args.device or "auto", output=path, resume=resume,
                               log=log, run_id=run_id)
