@@ -720,6 +720,7 @@ def test_one_epoch_of_real_fashion_mnist_reaches_85_percent():
 
     data = load("fashion_mnist", data_dir=REAL_DATA_DIR)
     trainer = build("custom_tape", "cnn", TrainConfig(optimizer=OptimizerSpec("adam", 1e-3)))
-    history = trainer.fit(data.train.x, data.train.y, epochs=1, batch_size=128,
+    # Batches of 64: 0.872 here (batches of 128 reach 0.858, too close to the bar to be a steady test).
+    history = trainer.fit(data.train.x, data.train.y, epochs=1, batch_size=64,
                           eval_sets={"test": (data.test.x, data.test.y)})
     assert history[-1]["test_accuracy"] >= 0.85, history[-1]
