@@ -18,6 +18,7 @@ from tfbench.benchmarks.plan import Plan
 from tfbench.benchmarks.results import ResultsFile
 from tfbench.benchmarks.stages import STAGES
 from tfbench.benchmarks.stages.base import Context, Job, failure
+from tfbench.errors import TrainingDiverged
 
 
 def quiet(*args, **kwargs) -> None:
@@ -89,6 +90,9 @@ def run_jobs(context: Context, jobs: list[Job]) -> None:
             records = STAGES[job.kind].run(context, job)
         except Exception as error:  # one failing job is recorded, and the run goes on
             records = [{**s, "status": "failed", "reason": failure(error)} for s in job.stubs]
+            if isinstance(error, TrainingDiverged) and error.history:  # keep the epochs completed before it
+                for record in records:
+                    record["metrics"] = {"history": error.history}
         duration = time.perf_counter() - start
         for record in records:
             record["started"] = started

@@ -171,6 +171,23 @@ def test_an_accuracy_record_whose_loss_diverges_is_failed(tmp_path, monkeypatch)
     assert code == 3  # a failed record: a CI job notices
 
 
+def test_a_diverged_record_keeps_the_epochs_completed_before_it(tmp_path, monkeypatch):
+    from tfbench.benchmarks.stages import accuracy
+    from tfbench.errors import TrainingDiverged
+
+    before = [{"epoch": 1, "loss": 0.5, "accuracy": 0.8, "test_accuracy": 0.81}]
+
+    def diverges_in_epoch_2(context, job):
+        raise TrainingDiverged("the training loss became nan in epoch 2 of 3", epoch=2, history=before)
+
+    monkeypatch.setattr(accuracy, "run", diverges_in_epoch_2)
+    path = tmp_path / "r.json"
+    assert main(["run", "--approach", "raw_tf_nn", "--workload", "mlp", "--stages", "accuracy", "--dataset",
+                 "synthetic", "--quiet", "--output", str(path)]) == 3
+    record = strict_load(path)["records"][0]
+    assert record["status"] == "failed" and record["metrics"] == {"history": before}
+
+
 # --- outputs: checked first, one line when they cannot be written ------------------------------------------
 
 
