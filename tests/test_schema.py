@@ -13,7 +13,16 @@ import pytest
 
 from tfbench.benchmarks import results as results_module
 from tfbench.benchmarks.cli import main
-from tfbench.benchmarks.results import KINDS, STATUSES, ResultsError, load, make_record, schema, validate
+from tfbench.benchmarks.results import (
+    KINDS,
+    STATUSES,
+    ResultsError,
+    ResultsFile,
+    load,
+    make_record,
+    schema,
+    validate,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = sorted((REPO / "reports" / "results").glob("*.json")) + sorted((REPO / "tests" / "fixtures").glob("*.json"))
@@ -130,3 +139,23 @@ def test_a_recipe_record_writes_only_declared_metrics(monkeypatch, name):
                          steps_per_call=1, device="cpu", batch_size=recipe.batch_size, dataset=recipe.dataset,
                          variant=recipe.name, metrics=metrics)
     validate({**_document(), "records": [record]}, "recipe record")
+
+
+def test_strict_json_nulls_listed_in_nonfinite_values_are_checked_as_the_numbers_they_were(tmp_path):
+    results = ResultsFile.create(tmp_path / "nan.json", run_id="r", config={}, environment={})
+    history = [{"epoch": 1, "loss": float("nan"), "accuracy": 0.1, "train_time_s": 1.0, "test_accuracy": 0.1}]
+    results.add(make_record("accuracy", approach="raw_tf_nn", workload="mlp", mode="function", steps_per_call=1,
+                            device="cpu", batch_size=128, dataset="synthetic", status="failed",
+                            reason="the training loss became nan", metrics={"history": history,
+                                                                            "first_call_s": float("inf")}))
+    document = load(results.path)
+    assert document["nonfinite_values"] == {"/records/0/metrics/history/0/loss": "NaN",
+                                            "/records/0/metrics/first_call_s": "Infinity"}
+    assert document["records"][0]["metrics"]["history"][0]["loss"] is None  # as stored: strict JSON
+    # A null the schema does not allow stays an error unless nonfinite_values accounts for it.
+    unlisted = {**document, "nonfinite_values": {"/records/0/metrics/first_call_s": "Infinity"}}
+    with pytest.raises(ResultsError, match=r"records\[0\]\.metrics\.history\[0\]\.loss: None is not of type"):
+        validate(unlisted, "x.json")
+    wrong = {**document, "nonfinite_values": {**document["nonfinite_values"], "/records/0/batch_size": "NaN"}}
+    with pytest.raises(ResultsError, match="x.json: nonfinite_values: /records/0/batch_size does not name a null"):
+        validate(wrong, "x.json")
