@@ -28,7 +28,7 @@ import pytest
 
 from tfbench.benchmarks.cli import main
 from tfbench.benchmarks.outputs import WriterLock, check_dir, check_file
-from tfbench.benchmarks.results import ResultsFile, load, make_record, write_json_atomic
+from tfbench.benchmarks.results import ResultsFile, load, make_record, summarize, write_json_atomic
 from tfbench.benchmarks.timing import Timed, first_and_warmup
 from tfbench.errors import TrainingDiverged, WriteError
 
@@ -239,7 +239,7 @@ def test_a_results_file_that_cannot_be_written_is_one_line_keeping_what_was_save
     path = tmp_path / "r.json"
     results = ResultsFile.create(path, run_id="x", config={}, environment={})
     record = make_record("step_time", approach="a", workload="mlp", mode="eager", steps_per_call=1, device="cpu",
-                         batch_size=8, dataset="synthetic")
+                         batch_size=8, dataset="synthetic", metrics={"step_time_s": summarize([0.001, 0.002])})
     results.add(record)
     real_mkstemp = results_module.tempfile.mkstemp
 
