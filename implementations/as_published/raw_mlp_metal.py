@@ -56,6 +56,7 @@ class Loop(PublishedLoop):
     epochs = 5
     metric = "test_accuracy"
     steps_per_epoch = 1
+    batch_size = 60000  # all of MNIST's training set; set from the data in __init__
 
     def __init__(self, data, *, seed=0, out=None):
         super().__init__(data, seed=seed, out=out)
