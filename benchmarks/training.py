@@ -26,13 +26,13 @@ def time_to_accuracy(history: list[dict], target: float | None) -> float | None:
 
 def train(approach: str, workload: str, config: TrainConfig, data: Data, *, epochs: int, batch_size: int,
           seed: int = 0, sampling: str = "shuffle", on_epoch: Callable[[dict], None] | None = None,
-          steps_per_epoch: int | None = None, weights=None) -> dict:
+          weights=None) -> dict:
     """Train from the workload's common initial weights (or ``weights``); return the history and the figures."""
     trainer = build(approach, workload, config, weights)
     eval_sets = {"val": (data.val.x, data.val.y)} if data.val is not None else {}
     eval_sets["test"] = (data.test.x, data.test.y)
     history = trainer.fit(data.train.x, data.train.y, epochs=epochs, batch_size=batch_size, eval_sets=eval_sets,
-                          seed=seed, sampling=sampling, on_epoch=on_epoch, steps_per_epoch=steps_per_epoch)
+                          seed=seed, sampling=sampling, on_epoch=on_epoch)
     target = get_workload(workload).target_accuracy.get(data.name)
     return {"test_accuracy": history[-1]["test_accuracy"], "target_accuracy": target,
             "time_to_accuracy_s": time_to_accuracy(history, target),
@@ -72,9 +72,9 @@ def run_recipe(recipe: Recipe, *, data_dir=None, epochs: int | None = None, seed
     config = TrainConfig(mode=recipe.mode, optimizer=recipe.optimizer, upper_optimizer=recipe.upper_optimizer,
                          seed=seed)
     epochs = epochs or recipe.epochs
+    weights = initial_weights(recipe, get_workload(recipe.workload), seed)
     result = train(recipe.approach, recipe.workload, config, data, epochs=epochs, batch_size=recipe.batch_size,
-                   seed=seed, sampling=recipe.sampling, on_epoch=on_epoch, steps_per_epoch=recipe.steps_per_epoch,
-                   weights=initial_weights(recipe, get_workload(recipe.workload), seed))
+                   seed=seed, sampling=recipe.sampling, on_epoch=on_epoch, weights=weights)
     full_length = epochs >= recipe.epochs
     result.update(recipe=recipe.name, title=recipe.title, source=recipe.source, notes=recipe.notes,
                   documented_metric=recipe.documented_metric, documented_accuracy=recipe.documented_accuracy,

@@ -95,23 +95,20 @@ class TrainConfig:
 
 
 def epoch_batches(num_examples: int, batch_size: int, rng: np.random.Generator,
-                  sampling: str = "shuffle", steps: int | None = None) -> list[np.ndarray]:
+                  sampling: str = "shuffle") -> list[np.ndarray]:
     """Index arrays of one epoch's batches.
 
     ``shuffle``: a fresh permutation each epoch, the last batch possibly
     smaller (``fit(shuffle=True)``, the tutorials' generators). ``random``:
     ``num_examples // batch_size`` batches drawn with replacement, as in
-    Hands-On ML's ``random_batch`` (``np.random.randint``); ``steps`` overrides
-    that count (the notebook's dual-optimizer loop draws 1,875 batches from
-    5,000 images). ``sequential``: in order, no shuffling, as Deep Learning
-    with Python's ``BatchGenerator``.
+    Hands-On ML's ``random_batch`` (``np.random.randint``). ``sequential``: in
+    order, no shuffling, as Deep Learning with Python's ``BatchGenerator``.
     """
     if sampling == "sequential":
         return [np.arange(start, min(start + batch_size, num_examples))
                 for start in range(0, num_examples, batch_size)]
     if sampling == "random":
-        count = num_examples // batch_size if steps is None else steps
-        return [rng.integers(0, num_examples, size=batch_size) for _ in range(count)]
+        return [rng.integers(0, num_examples, size=batch_size) for _ in range(num_examples // batch_size)]
     order = rng.permutation(num_examples)
     return [order[start:start + batch_size] for start in range(0, num_examples, batch_size)]
 
@@ -189,8 +186,7 @@ class Trainer(ABC):
 
     def fit(self, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
             eval_sets: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None, seed: int = 0,
-            sampling: str = "shuffle", on_epoch: Callable[[dict], None] | None = None,
-            steps_per_epoch: int | None = None) -> list[dict]:
+            sampling: str = "shuffle", on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
         """Train ``epochs`` epochs; return one history dict per epoch.
 
         Each dict holds ``epoch``, ``loss`` and ``accuracy`` (running means over
@@ -198,8 +194,7 @@ class Trainer(ABC):
         only, result forced) and ``eval_time_s``, and ``<name>_loss`` /
         ``<name>_accuracy`` for each of ``eval_sets`` (e.g. ``{"val": ...,
         "test": ...}``). The batches depend only on ``seed``, so every approach
-        sees the same batches in the same order. ``steps_per_epoch`` sets the
-        number of batches of ``random`` sampling (default: ``len(x) // batch_size``).
+        sees the same batches in the same order.
         """
         import tensorflow as tf
 
@@ -208,7 +203,7 @@ class Trainer(ABC):
         if sampling not in SAMPLING:
             raise ConfigError(f"unknown sampling {sampling!r}; choose one of: {', '.join(SAMPLING)}")
         rng = np.random.default_rng(seed)
-        plan = [epoch_batches(len(x), batch_size, rng, sampling, steps_per_epoch) for _ in range(epochs)]
+        plan = [epoch_batches(len(x), batch_size, rng, sampling) for _ in range(epochs)]
         history: list[dict] = []
 
         def epoch_done(loss: float, accuracy: float, train_time: float) -> None:

@@ -8,13 +8,16 @@ prints a progress line. Batches are float64 NumPy arrays (pixels / 255.0) of sha
 adds the channel axis itself on every call.
 
 The dual-optimizer loop (``In [254]``): a lower block (Conv2D(128, 2, /2, relu), MaxPool(3),
-BatchNormalization) under Adam 0.002 and an upper block under Nadam 1e-3, one persistent tape, 5 epochs.
-``n_steps`` is computed at ``In [252]`` from the 60,000 images, before ``In [253]`` keeps the first 5,000,
-so each epoch is 1,875 batches drawn from 5,000. The model is called without ``training=True``, so
-BatchNormalization runs in inference mode for training and validation alike. After every step the loop
-evaluates its 1,000 validation images. Those images are the notebook's bug: they come from the split at
-``In [160]`` of a training set that had already been divided by 255, and ``In [203]`` divides them again,
-so the network sees images in [0, 1/255] (see the recipe's notes for the experiment that shows it).
+BatchNormalization) under Adam 0.002 and an upper block under Nadam 1e-3, one persistent tape, 5 epochs
+of ``5000 // 32`` = 156 random batches from the first 5,000 images. (``In [252]`` computes ``n_steps``
+before ``In [253]`` cuts the set, which would make 1,875, but the output says 156: it shows one progress
+line per epoch, where 1,875 steps would end a line at every step past the 156th, and only 156 steps
+reproduce its training accuracy, 0.648 after epoch 1; a cell not shown must have cut the set earlier.)
+The model is called without ``training=True``, so BatchNormalization runs in inference mode for training
+and validation alike. After every step the loop evaluates its 1,000 validation images. Those images are
+the notebook's bug: they come from the split at ``In [160]`` of a training set already divided by 255,
+and ``In [203]`` divides them again, so the network sees images in [0, 1/255] (the recipe's notes give
+the experiment that shows it).
 """
 
 from __future__ import annotations
@@ -94,8 +97,8 @@ class DualOptimizerLoop(_Exercise10):
 
     def __init__(self, data, *, seed=0, out=None):
         super().__init__(data, seed=seed, out=out)
-        self.steps_per_epoch = len(data.x_train) // self.batch_size  # In [252], before the cut
         self.x_train, self.y_train = (data.x_train / 255.0)[:self.train_size], data.y_train[:self.train_size]
+        self.steps_per_epoch = len(self.x_train) // self.batch_size  # 156: what the output shows
         # In [160]: train_test_split(test_size=0.3), unseeded; x_val[:1000] keeps the first 1,000 of its draw.
         val = np.random.permutation(len(data.x_train))[:self.val_size]
         self.x_val, self.y_val = self.validation_images(data.x_train[val]), data.y_train[val]
