@@ -187,9 +187,10 @@ def plot_recipe_curves(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame | 
                 label=f"fixed recipe ({recipe_epochs(r)} epochs)")
         mine = published[published["variant"] == r["variant"]] if not published.empty else published
         if not mine.empty and isinstance(mine.iloc[-1]["published_history"], list):
-            history = mine.iloc[-1]["published_history"]
+            last = mine.iloc[-1]
+            history = last["published_history"]
             ax.plot([e["epoch"] for e in history], [e.get("accuracy") for e in history], "^-", color="#d62728",
-                    label="as published, reproduced")
+                    label=f"as published ({int(last['published_epochs'])}/{int(last['documented_epochs'])} epochs)")
         ax.set_title(r["variant"])
         ax.set_xlabel("epoch")
         ax.set_ylabel(str(r["documented_metric"]).replace("_", " "))
