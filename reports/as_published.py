@@ -77,6 +77,16 @@ def joined(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _time(record: pd.Series, prefix: str) -> str:
+    """A median step time, marked when its samples were noisy (as the step-time tables mark them)."""
+    from tfbench.benchmarks.results import NOISY_IQR_FRACTION
+    from tfbench.reports.markdown import NOISY_MARK, ms
+
+    median, iqr = record.get(f"{prefix}_median"), record.get(f"{prefix}_iqr")
+    noisy = _present(median) and _present(iqr) and median > 0 and iqr / median > NOISY_IQR_FRACTION
+    return ms(median) + (NOISY_MARK if noisy else "")
+
+
 def _after(value, full_length, epochs: str) -> str:
     from tfbench.reports.markdown import DASH, accuracy
 
@@ -87,7 +97,7 @@ def _after(value, full_length, epochs: str) -> str:
 
 def section(frame: pd.DataFrame) -> list[str]:
     """Markdown lines: one row per recipe, time per step as published vs fixed, and accuracy."""
-    from tfbench.reports.markdown import DASH, _table, _text, accuracy, ms, times
+    from tfbench.reports.markdown import DASH, NOISY_MARK, _table, _text, accuracy, times
 
     rows_frame = joined(frame)
     if rows_frame.empty:
@@ -101,8 +111,8 @@ def section(frame: pd.DataFrame) -> list[str]:
         if _present(r["documented_accuracy"]):
             documented += f" (epoch {int(r['documented_epoch'])})" if _present(r.get("documented_epoch")) else ""
         rows.append([r["variant"], r["device_label"], str(int(r["published_batch_size"])),
-                     ms(r["published_step_time_s_median"]), ms(r.get("fixed_eager_step_time_s_median")),
-                     f"{ms(r['best_step_time_s_median'])} ({r['best_mode']}, K={int(r['best_steps_per_call'])})",
+                     _time(r, "published_step_time_s"), _time(r, "fixed_eager_step_time_s"),
+                     f"{_time(r, 'best_step_time_s')} ({r['best_mode']}, K={int(r['best_steps_per_call'])})",
                      times(r.get("published_over_fixed_eager")), times(r["published_over_best"]) + interval,
                      _text(r["documented_metric"]),
                      _after(r["published_accuracy"], bool(r["published_full_length"]), published_epochs),
@@ -114,7 +124,8 @@ def section(frame: pd.DataFrame) -> list[str]:
            "same batch size, timed interleaved in one process: in eager mode, and in its fastest compiled "
            "mode and K. Ratios are of medians, with the bootstrap 95% interval of published / best. "
            "Accuracy: the figure the tutorial reports, as published, fixed (the recipe stage's run) and "
-           "documented. A capped run says how many epochs it ran and is not a reproduction.", "",
+           f"documented. A capped run says how many epochs it ran and is not a reproduction. {NOISY_MARK}: "
+           "interquartile range over 10% of the median.", "",
            _table(["Recipe", "Device", "Batch", "As published", "Fixed, eager", "Fixed, best mode",
                    "Published / fixed eager", "Published / best", "Metric", "As published", "Fixed",
                    "Documented"], rows)]

@@ -333,3 +333,36 @@ def test_recipe_curves_chart_draws_the_published_figures(tmp_path):
     homl["metrics"].update(documented_curve=[0.8217, 0.8571, 0.8635], documented_metric="train_accuracy")
     drawn = plot_recipe_curves(load_results(write_results(tmp_path / "r.json", doc)), tmp_path / "curves.png")
     assert list(drawn["variant"]) == ["homl_ch12_custom_loop"] and (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_as_published_table_compares_only_full_length_runs_with_the_documented_figure(tmp_path):
+    from tfbench.reports import load_results, to_markdown
+
+    doc = fixture_document()
+    machine_recipe = next(r for r in doc["records"] if r["variant"] == "dlwp_naive_sequential")
+    machine_recipe["metrics"].update(documented_epochs=3, full_length=True)
+
+    def summary(median, iqr):
+        return {"median": median, "p10": median, "p90": median, "iqr": iqr, "mean": median, "stdev": 0.0, "n": 10,
+                "samples": [median] * 10}
+
+    metrics = {"published_batch_size": 128, "published_step_time_s": summary(0.040, 0.020), "noisy": True,
+               "fixed_eager_step_time_s": summary(0.010, 0.0001), "best_step_time_s": summary(0.002, 0.0001),
+               "best_mode": "xla", "best_steps_per_call": 16, "published_over_fixed_eager": 4.0,
+               "published_over_fixed_eager_ci": [3.5, 4.5], "published_over_best": 20.0,
+               "published_over_best_ci": [18.0, 22.0], "published_accuracy": 0.8123, "published_full_length": True,
+               "published_epochs": 3, "documented_epochs": 3, "documented_metric": "test_accuracy",
+               "documented_accuracy": 0.81, "documented_epoch": 3, "published_history": [], "title": "t"}
+    doc["records"].append({**{k: machine_recipe[k] for k in ("approach", "workload", "device", "dataset")},
+                           "id": "as_published/x", "kind": "as_published", "mode": "eager", "steps_per_call": 1,
+                           "batch_size": 128, "variant": "dlwp_naive_sequential", "status": "ok", "reason": None,
+                           "metrics": metrics})
+    markdown = to_markdown(load_results(write_results(tmp_path / "r.json", doc)))
+    table = markdown.split("## Tutorials as published")[1].split("## ")[0]
+    row = next(line for line in table.splitlines() if line.startswith("| dlwp_naive_sequential"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[3:8] == ["40.0 ms†", "10.0 ms", "2.00 ms (xla, K=16)", "4.00x", "20.00x (18.0–22.0)"]
+    fixed = f"{machine_recipe['metrics']['reproduced_accuracy']:.4f}"
+    assert cells[9:] == ["0.8123", fixed, "0.8100 (epoch 3)"] and "capped," not in table
+    noisy = markdown.split("## Noisy measurements")[1]
+    assert "dlwp_naive_sequential: median 40.0 ms, IQR 20.0 ms (50.0% of the median, n=10)" in noisy
