@@ -1,9 +1,17 @@
-"""``tfbench list`` and ``tfbench train``."""
+"""``tfbench list`` and ``tfbench train``.
+
+``tfbench train`` exits 0 when training completed, 2 on bad input (one line),
+and :data:`EXIT_FAILED` (3) when the loss became NaN or infinite: the
+``--json`` file is then still written, with ``"status": "failed"``, the
+reason (epoch and step) and the epochs completed before.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tfbench.benchmarks.plan import DATASET_CHOICES
@@ -11,6 +19,9 @@ from tfbench.errors import ConfigError
 from tfbench.implementations.interface import MODES, OptimizerSpec, TrainConfig
 from tfbench.implementations.recipes import RECIPES, get_recipe
 from tfbench.implementations.workloads import WORKLOADS, get_workload
+
+# Exit status of `tfbench train` and `tfbench run` when training or a record failed (the output is written).
+EXIT_FAILED = 3
 
 
 def positive_int(text: str) -> int:
@@ -90,8 +101,11 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", type=str, default=None,
                         help="NAME:LR, e.g. adam:1e-3 (default); dual_optimizer_tape: the book's Adam/Nadam pair")
     parser.add_argument("--upper-optimizer", type=str, default=None, help="dual_optimizer_tape's upper block")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="use dataset files whose checksums do not match (their structure is still checked)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="write the result as JSON (also when training diverges: status failed, exit 3)")
     parser.add_argument("--as-published", action="store_true",
                         help="with --recipe: run the tutorial's own loop as published, bugs included")
 
@@ -122,41 +136,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
-def _recipe_verdict(recipe, epochs_run: float, final: float, reproduced: float | None) -> str:
-    """One line: the reproduced figure beside the documented one, or why a capped run is no reproduction."""
-    documented = (f"{recipe.documented_accuracy:.4f} after epoch {recipe.documented_epoch}"
-                  if recipe.documented_accuracy is not None else "none reported")
-    if reproduced is None:
-        return (f"{recipe.documented_metric}: {final:.4f} after {epochs_run:g} of {recipe.epochs} epochs (capped: "
-                f"not a reproduction); documented {documented}")
-    return f"{recipe.documented_metric}: reproduced {reproduced:.4f}, documented {documented}"
-
-
-def _train_as_published(args: argparse.Namespace, recipe) -> dict:
-    from tfbench.implementations.as_published import documented_figure, get_loop, raw_data, run
-
-    loop_class = get_loop(recipe.name)
-    data = raw_data(recipe.dataset, args.data_dir)
-    loop = loop_class(data, seed=args.seed)
-    epochs = args.epochs or loop_class.epochs
-    print(f"{recipe.title}, as published ({loop_class.title}): {epochs} of {loop_class.epochs} epochs of "
-          f"{loop.steps_per_epoch} steps, eager, {data.source}", flush=True)
-    result = run(loop, epochs=epochs)
-    print()
-    full_length = epochs >= loop_class.epochs
-    final = documented_figure(recipe, result, at_epoch=epochs)
-    reproduced = documented_figure(recipe, result) if full_length else None
-    print(_recipe_verdict(recipe, epochs, final, reproduced))
-    for name in ("train_accuracy", "val_accuracy", "test_accuracy"):
-        if name in result and name != recipe.documented_metric:
-            print(f"{name}: {result[name]:.4f}")
-    return {"recipe": recipe.name, "as_published": True, "dataset": recipe.dataset, "epochs": epochs,
-            "documented_epochs": loop_class.epochs, "full_length": full_length, "reproduced_accuracy": reproduced,
-            "batch_size": loop.batch_size, **result}
-
-
 def main_train(args: argparse.Namespace) -> int:
-    from tfbench.errors import UsageError
+    from tfbench.errors import TrainingDiverged, UsageError
 
     if args.recipe and args.approach:
         raise UsageError("give either --recipe or --approach, not both")
@@ -168,38 +149,98 @@ def main_train(args: argparse.Namespace) -> int:
         from tfbench.implementations.as_published import get_loop
 
         get_loop(args.recipe)  # a recipe without a published loop is a usage error, before anything loads
-        summary = _train_as_published(args, get_recipe(args.recipe))
-    elif args.recipe:
-        recipe = get_recipe(args.recipe)
-        from tfbench.benchmarks.training import run_recipe
+    if args.json:
+        from tfbench.benchmarks.outputs import check_file
 
-        print(f"{recipe.title}: {recipe.approach} on {recipe.workload}, {recipe.optimizer}, batch "
-              f"{recipe.batch_size}, {args.epochs or recipe.epochs} epochs, {recipe.dataset}", flush=True)
-        result = run_recipe(recipe, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed, on_epoch=_print_epoch)
-        print(_recipe_verdict(recipe, result["epochs"], result["final_accuracy"], result["reproduced_accuracy"]))
-        print(f"test accuracy: {result['test_accuracy']:.4f}")
-        summary = {"recipe": recipe.name, "approach": recipe.approach, "workload": recipe.workload,
-                   "mode": recipe.mode, "dataset": recipe.dataset, "epochs": result["epochs"],
-                   "batch_size": recipe.batch_size, **result}
-    else:
-        config = _train_config(args)
-        from tfbench.benchmarks.training import train
-        from tfbench.implementations.datasets import load
+        check_file(args.json, "the --json file")  # before training, not after it
+    what, run = (_as_published if args.as_published else _recipe if args.recipe else _approach)(
+        args, verify=not args.no_verify)
+    try:
+        summary = {**what, "status": "ok", **run()}
+    except TrainingDiverged as error:
+        _write_json(args, {**what, "status": "failed", "reason": str(error), "history": error.history})
+        print(f"tfbench: training failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    _write_json(args, summary)  # first: the result is kept even if printing the figures fails
+    if "recipe" in summary:
+        print(_recipe_verdict(get_recipe(summary["recipe"]), summary["epochs"], summary["final_accuracy"],
+                              summary["reproduced_accuracy"]))
+    for name in ("train_accuracy", "val_accuracy", "test_accuracy"):
+        if name in summary and name != summary.get("documented_metric"):
+            print(f"{name.replace('_', ' ')}: {summary[name]:.4f}")
+    return 0
 
-        data = load(args.dataset, data_dir=args.data_dir)
-        epochs = args.epochs or 1
-        print(f"{args.approach} on {args.workload}, {args.mode} mode, K={args.steps_per_call}, {config.optimizer}"
-              f"{f' / {config.upper_optimizer}' if config.upper_optimizer else ''}, batch {args.batch_size}, "
-              f"{epochs} epoch(s), {data.source}", flush=True)
-        result = train(args.approach, args.workload, config, data, epochs=epochs, batch_size=args.batch_size,
-                       seed=args.seed, on_epoch=_print_epoch)
-        print(f"test accuracy: {result['test_accuracy']:.4f}")
-        summary = {"approach": args.approach, "workload": args.workload, "mode": args.mode,
-                   "steps_per_call": args.steps_per_call, "dataset": args.dataset, "epochs": epochs,
-                   "batch_size": args.batch_size, "optimizer": str(config.optimizer), **result}
+
+def _recipe_verdict(recipe, epochs_run: float, final: float, reproduced: float | None) -> str:
+    """One line: the reproduced figure beside the documented one, or why a capped run is no reproduction."""
+    documented = (f"{recipe.documented_accuracy:.4f} after epoch {recipe.documented_epoch}"
+                  if recipe.documented_accuracy is not None else "none reported")
+    if reproduced is None:
+        return (f"{recipe.documented_metric}: {final:.4f} after {epochs_run:g} of {recipe.epochs} epochs (capped: "
+                f"not a reproduction); documented {documented}")
+    return f"{recipe.documented_metric}: reproduced {reproduced:.4f}, documented {documented}"
+
+
+def _write_json(args: argparse.Namespace, summary: dict) -> None:
     if args.json:
         from tfbench.benchmarks.results import write_json_atomic
 
-        write_json_atomic(args.json, summary)
+        write_json_atomic(args.json, summary, what="--json file")
         print(f"wrote {args.json}")
-    return 0
+
+
+def _recipe(args: argparse.Namespace, verify: bool) -> tuple[dict, Callable[[], dict]]:
+    """What the recipe run is, and the call that trains it."""
+    from tfbench.benchmarks.training import run_recipe
+
+    recipe = get_recipe(args.recipe)
+    epochs = args.epochs or recipe.epochs
+    print(f"{recipe.title}: {recipe.approach} on {recipe.workload}, {recipe.optimizer}, batch "
+          f"{recipe.batch_size}, {epochs} epochs, {recipe.dataset}", flush=True)
+    what = {"recipe": recipe.name, "approach": recipe.approach, "workload": recipe.workload, "mode": recipe.mode,
+            "dataset": recipe.dataset, "epochs": epochs, "batch_size": recipe.batch_size}
+    return what, lambda: run_recipe(recipe, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
+                                    on_epoch=_print_epoch, verify=verify)
+
+
+def _as_published(args: argparse.Namespace, verify: bool) -> tuple[dict, Callable[[], dict]]:
+    """The tutorial's own loop as published (:mod:`tfbench.implementations.as_published`), and the call that
+    trains it."""
+    from tfbench.implementations.as_published import documented_figure, get_loop, raw_data, run
+
+    recipe, loop_class = get_recipe(args.recipe), get_loop(args.recipe)
+    data = raw_data(recipe.dataset, args.data_dir, verify=verify)
+    loop = loop_class(data, seed=args.seed)
+    epochs = args.epochs or loop_class.epochs
+    print(f"{recipe.title}, as published ({loop_class.title}): {epochs} of {loop_class.epochs} epochs of "
+          f"{loop.steps_per_epoch} steps, eager, {data.source}", flush=True)
+    what = {"recipe": recipe.name, "as_published": True, "dataset": recipe.dataset, "epochs": epochs,
+            "documented_epochs": loop_class.epochs, "batch_size": loop.batch_size,
+            "documented_metric": recipe.documented_metric, "documented_accuracy": recipe.documented_accuracy}
+
+    def train_it() -> dict:
+        result = run(loop, epochs=epochs)
+        print()  # the loops end their progress lines with "\r", not a newline
+        full_length = epochs >= loop_class.epochs
+        return {**result, "full_length": full_length, "final_accuracy": documented_figure(recipe, result, epochs),
+                "reproduced_accuracy": documented_figure(recipe, result) if full_length else None}
+
+    return what, train_it
+
+
+def _approach(args: argparse.Namespace, verify: bool) -> tuple[dict, Callable[[], dict]]:
+    """What the training run is (its data loaded and checked), and the call that trains it."""
+    from tfbench.benchmarks.training import train
+    from tfbench.implementations.datasets import load
+
+    config = _train_config(args)
+    data = load(args.dataset, data_dir=args.data_dir, verify=verify)
+    epochs = args.epochs or 1
+    print(f"{args.approach} on {args.workload}, {args.mode} mode, K={args.steps_per_call}, {config.optimizer}"
+          f"{f' / {config.upper_optimizer}' if config.upper_optimizer else ''}, batch {args.batch_size}, "
+          f"{epochs} epoch(s), {data.source}", flush=True)
+    what = {"approach": args.approach, "workload": args.workload, "mode": args.mode,
+            "steps_per_call": args.steps_per_call, "dataset": args.dataset, "epochs": epochs,
+            "batch_size": args.batch_size, "optimizer": str(config.optimizer)}
+    return what, lambda: train(args.approach, args.workload, config, data, epochs=epochs,
+                               batch_size=args.batch_size, seed=args.seed, on_epoch=_print_epoch)

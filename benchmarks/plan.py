@@ -110,6 +110,7 @@ class Plan:
     roofline: bool = True
     interleave_approaches: bool = True
     seed: int = 0
+    verify: bool = True  # check the dataset files' checksums (False: --no-verify)
 
     def __post_init__(self) -> None:
         for name in _SEQUENCES:  # a plan read back from JSON has lists
@@ -145,7 +146,7 @@ class Plan:
 
 def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes=None, batch_sizes=None,
                steps_per_call=None, stages=None, dataset: str = "mnist", data_dir: str | None = None,
-               samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0) -> Plan:
+               samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0, verify: bool = True) -> Plan:
     """The plan of ``profile`` narrowed by the given filters (None keeps the profile's choice)."""
     _check_names("profile", [profile], list(PROFILES))
     chosen = PROFILES[profile]
@@ -163,7 +164,7 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         recipe_epochs=chosen.recipe_epochs, as_published_epochs=chosen.as_published_epochs,
         pipeline_batch_size=chosen.pipeline_batch_size,
         inject_slowdown=inject_slowdown, reference=chosen.reference, roofline=chosen.roofline,
-        interleave_approaches=chosen.interleave_approaches, seed=seed,
+        interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify,
     )
 
 

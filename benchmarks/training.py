@@ -27,7 +27,11 @@ def time_to_accuracy(history: list[dict], target: float | None) -> float | None:
 def train(approach: str, workload: str, config: TrainConfig, data: Data, *, epochs: int, batch_size: int,
           seed: int = 0, sampling: str = "shuffle", on_epoch: Callable[[dict], None] | None = None,
           weights=None) -> dict:
-    """Train from the workload's common initial weights (or ``weights``); return the history and the figures."""
+    """Train from the workload's common initial weights (or ``weights``); return the history and the figures.
+
+    A loss that becomes NaN or infinite raises :class:`~tfbench.errors.TrainingDiverged` naming the epoch
+    and step (``Trainer.fit``): the harness records it as a failed record, ``tfbench train`` exits 3.
+    """
     trainer = build(approach, workload, config, weights)
     eval_sets = {"val": (data.val.x, data.val.y)} if data.val is not None else {}
     eval_sets["test"] = (data.test.x, data.test.y)
@@ -40,12 +44,12 @@ def train(approach: str, workload: str, config: TrainConfig, data: Data, *, epoc
             "num_trainable_params": trainer.num_trainable_params, "data_source": data.source}
 
 
-def recipe_data(recipe: Recipe, data_dir=None) -> Data:
+def recipe_data(recipe: Recipe, data_dir=None, verify: bool = True) -> Data:
     """The recipe's dataset, split as its tutorial split it."""
     if recipe.split != "sklearn":
         return load(recipe.dataset, data_dir=data_dir, validation_fraction=recipe.validation_fraction,
-                    split_seed=recipe.split_seed, train_limit=recipe.train_limit)
-    data = load(recipe.dataset, data_dir=data_dir)
+                    split_seed=recipe.split_seed, train_limit=recipe.train_limit, verify=verify)
+    data = load(recipe.dataset, data_dir=data_dir, verify=verify)
     train_index, val_index = sklearn_stratified_split(data.train.y, recipe.validation_fraction, recipe.split_seed)
     train_index = train_index[:recipe.train_limit]
     return Data(name=data.name, train=Split(data.train.x[train_index], data.train.y[train_index]),
@@ -61,14 +65,15 @@ def accuracy_at(recipe: Recipe, history: list[dict], epoch: int) -> float:
 
 
 def run_recipe(recipe: Recipe, *, data_dir=None, epochs: int | None = None, seed: int = 0,
-               on_epoch: Callable[[dict], None] | None = None) -> dict:
+               on_epoch: Callable[[dict], None] | None = None, verify: bool = True) -> dict:
     """Run a documented recipe (``epochs`` overrides its epoch count, for quick runs).
 
     Only a run to the recipe's full length is a reproduction: ``reproduced_accuracy`` (the figure at the
     epoch the tutorial reports it) is None for a capped run, whose ``final_accuracy`` is the same metric
-    after its last epoch.
+    after its last epoch. A loss that becomes NaN or infinite raises
+    :class:`~tfbench.errors.TrainingDiverged` (see ``train``).
     """
-    data = recipe_data(recipe, data_dir)
+    data = recipe_data(recipe, data_dir, verify=verify)
     config = TrainConfig(mode=recipe.mode, optimizer=recipe.optimizer, upper_optimizer=recipe.upper_optimizer,
                          seed=seed)
     epochs = epochs or recipe.epochs

@@ -60,7 +60,7 @@ def run(context: Context, job: Job) -> list[dict]:
     if recipe.dataset in context.unavailable:
         return skipped(job.stubs, context.unavailable[recipe.dataset])
     try:
-        data = raw_data(recipe.dataset, context.plan.data_dir)
+        data = raw_data(recipe.dataset, context.plan.data_dir, verify=context.plan.verify)
     except DatasetError as error:
         context.unavailable[recipe.dataset] = str(error)
         return skipped(job.stubs, str(error))

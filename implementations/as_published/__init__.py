@@ -49,9 +49,10 @@ class RawData:
     source: str
 
 
-def raw_data(dataset: str, data_dir=None, *, synthetic_sizes: tuple[int, int] = (6000, 1000),
+def raw_data(dataset: str, data_dir=None, *, verify: bool = True, synthetic_sizes: tuple[int, int] = (6000, 1000),
              seed: int = 0) -> RawData:
-    """The files' uint8 arrays; ``synthetic`` (for tests) is quantised to uint8 the same way."""
+    """The files' uint8 arrays (checksums checked unless ``verify`` is False); ``synthetic`` (for tests) is
+    quantised to uint8 the same way."""
     from tfbench.implementations import datasets
 
     if dataset == "synthetic":
@@ -59,7 +60,7 @@ def raw_data(dataset: str, data_dir=None, *, synthetic_sizes: tuple[int, int] = 
         quantise = lambda x: np.round(x[..., 0] * 255).astype(np.uint8)  # noqa: E731
         return RawData(dataset, quantise(train.x), train.y.astype(np.uint8), quantise(test.x),
                        test.y.astype(np.uint8), f"synthetic(seed={seed})")
-    (x_train, y_train), (x_test, y_test), source = datasets.load_arrays(dataset, data_dir)
+    (x_train, y_train), (x_test, y_test), source = datasets.load_arrays(dataset, data_dir, verify)
     return RawData(dataset, x_train, y_train, x_test, y_test, source)
 
 
