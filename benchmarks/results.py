@@ -41,6 +41,31 @@ Metrics, where they apply: ``step_time_s`` (see :func:`summarize`),
 ``harness_overhead_fraction``, ``known_cost`` (text: the approach's reason for
 extra work per step in that mode, see ``Trainer.known_cost``).
 
+Recipe records also hold ``epochs`` (count run), ``documented_epochs`` (count
+the tutorial ran), ``documented_epoch`` (the epoch its figure belongs to),
+``documented_curve`` (fractions, its figure per epoch where it prints one),
+``full_length`` (bool: epochs run >= documented), ``final_accuracy``
+(fraction: the documented metric after the last epoch run); and
+``reproduced_accuracy`` is null unless the run was full length.
+
+``as_published`` records (one per recipe with a published loop, mode
+``eager``, batch size the tutorial's): ``published_step_time_s`` (seconds per
+optimizer step of the loop as published, a :func:`summarize` dict),
+``published_first_call_s`` (s), ``fixed_step_time_s`` (dict "MODE/kK" ->
+summary: the recipe's fixed loop at the same batch size),
+``fixed_eager_step_time_s`` and ``best_step_time_s`` (summaries),
+``best_mode`` and ``best_steps_per_call`` (the fastest compiled
+configuration), ``published_over_fixed_eager`` and ``published_over_best``
+(ratios of medians) with ``..._ci`` ([low, high] bootstrap 95%),
+``failed_configs`` (dict "MODE/kK" -> reason), ``published_nonfinite`` (bool),
+``published_batch_size``; and the accuracy of a fresh run of the loop:
+``published_accuracy`` (fraction: the documented metric, at the documented
+epoch if full length, else after the last epoch run), ``published_epochs``
+(count run), ``documented_epochs``, ``published_full_length`` (bool),
+``published_train_time_s`` (s, printing to os.devnull included),
+``published_figures`` (dict of every accuracy the loop ends with),
+``published_history`` (per-epoch dicts of what the loop prints).
+
 The published schema, ``results.schema.json`` beside this module, declares
 every field and every metric with its type, unit and meaning (its
 ``$defs/metrics``); :func:`validate` rejects a document that does not conform,
@@ -71,7 +96,7 @@ from tfbench.errors import TfbenchError, WriteError
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
-KINDS = ("step_time", "accuracy", "recipe", "input_pipeline")
+KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "as_published")
 STATUSES = ("ok", "unsupported", "skipped", "failed")
 FINAL_STATUSES = ("ok", "unsupported")  # a resumed run keeps these; skipped and failed ones are tried again
 KEY_FIELDS = ("kind", "approach", "workload", "mode", "steps_per_call", "device", "batch_size", "dataset",

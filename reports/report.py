@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from tfbench.reports.as_published import plot_as_published, plot_recipe_curves
 from tfbench.reports.data import load_results, ok
 from tfbench.reports.markdown import to_markdown
 from tfbench.reports.plots import (
@@ -20,7 +21,8 @@ REPORT_NAME = "REPORT.md"
 FIGURES = "figures"  # the charts' folder, beside REPORT.md
 # chart name -> plot function; the file is figures/<name>.png.
 CHARTS = {"step_time": plot_step_time, "batch_size": plot_batch_size, "speedup": plot_speedup,
-          "throughput": plot_throughput, "time_to_accuracy": plot_time_to_accuracy}
+          "throughput": plot_throughput, "time_to_accuracy": plot_time_to_accuracy,
+          "recipe_curves": plot_recipe_curves, "as_published": plot_as_published}
 
 
 def write_report(paths: str | Path | Iterable[str | Path], out_dir: str | Path) -> Path:

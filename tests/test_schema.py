@@ -159,3 +159,18 @@ def test_strict_json_nulls_listed_in_nonfinite_values_are_checked_as_the_numbers
     wrong = {**document, "nonfinite_values": {**document["nonfinite_values"], "/records/0/batch_size": "NaN"}}
     with pytest.raises(ResultsError, match="x.json: nonfinite_values: /records/0/batch_size does not name a null"):
         validate(wrong, "x.json")
+
+
+def test_the_as_published_stage_writes_only_declared_metrics(tmp_path, monkeypatch):
+    # Every tutorial's published loop against the fixed one, on a few hundred synthetic images.
+    from tfbench.implementations import as_published
+
+    original = as_published.raw_data
+    monkeypatch.setattr(as_published, "raw_data", lambda dataset, data_dir=None, **_: original(
+        "synthetic", synthetic_sizes=(320, 64)))
+    path = tmp_path / "published.json"
+    main(["run", "--profile", "gate", "--stages", "as_published", "--mode", "function", "--steps-per-call", "1",
+          "--samples", "2", "--quiet", "--output", str(path)])
+    document = load(path)
+    assert {r["kind"] for r in document["records"]} == {"as_published"}
+    assert any(r["status"] == "ok" and "published_accuracy" in r["metrics"] for r in document["records"])
