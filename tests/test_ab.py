@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tfbench.benchmarks import cli
-from tfbench.benchmarks.gate import ab, calibrate
+from tfbench.benchmarks.gate import ab, calibrate, plant
 from tfbench.benchmarks.gate.ab import ProcessResult, run_ab
 from tfbench.benchmarks.gate.calibrate import (
     NULL,
@@ -293,3 +293,54 @@ def test_a_relative_output_folder_is_made_absolute_for_the_processes(repo, tmp_p
            log=lambda line: None)
     assert outputs and all(path.is_absolute() for path in outputs)
     assert all(path.parent == tmp_path / "results" / "ab" and path.exists() for path in outputs)
+
+
+# --- planted changes --------------------------------------------------------------------------------------
+
+def test_extra_op_is_sized_as_a_fraction_of_the_step():
+    # the gate's MLP: 784x256, 256x128, 128x10 weights, batch 128: 180 MFLOP a step
+    step_flops = 6.0 * 128 * (784 * 256 + 256 * 128 + 128 * 10)
+    k = plant.extra_op_columns(784, step_flops, 0.10)
+    assert 2 * 784 * k * k == pytest.approx(0.10 * step_flops, rel=0.02)
+
+
+@pytest.mark.parametrize("approach", ["custom_tape", "keras_fit"])
+def test_the_planted_extra_op_runs_in_every_update_without_changing_the_training(approach):
+    import tensorflow as tf
+
+    from tfbench.implementations import build
+    from tfbench.implementations.interface import TrainConfig
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((2, 1, 32, 28, 28, 1), dtype=np.float32))
+    y = tf.constant(rng.integers(0, 10, (2, 1, 32)))
+    plain = build(approach, "mlp", TrainConfig(mode="function", seed=0))
+    plain.runner(list(x), list(y))()
+    remove = plant.install("extra_op")
+    try:
+        planted = build(approach, "mlp", TrainConfig(mode="function", seed=0))
+        kernel = [v for v in planted.variables_in_order() if len(v.shape) == 2][0]
+        before = kernel.numpy()
+        planted.runner(list(x), list(y))()
+    finally:
+        remove()
+    optimizer = planted.optimizer if approach == "custom_tape" else planted.model.optimizer
+    sink = plant.SINKS[id(optimizer)]
+    k = min(256, plant.extra_op_columns(784, 6.0 * 128 * (784 * 256 + 256 * 128 + 128 * 10)))
+    block = before[:, :k]
+    assert float(sink.numpy()) == pytest.approx(float((block.T @ block).sum()), rel=1e-4)  # it ran, on W before
+    for a, b in zip(plain.variables_in_order(), planted.variables_in_order()):  # and changed nothing else
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_planted_failure_breaks_custom_tape_only():
+    from tfbench import implementations
+
+    remove = plant.install("broken")
+    try:
+        with pytest.raises(RuntimeError, match="planted failure: custom_tape is broken"):
+            implementations.build("custom_tape", "mlp")
+        assert implementations.build("raw_tf_nn", "mlp") is not None
+    finally:
+        remove()
+    assert implementations.build("custom_tape", "mlp") is not None

@@ -21,6 +21,7 @@ Used as the process's entry point in place of the CLI: ``python -m tfbench.bench
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 PLANTS = {
     "extra_op": "an independent matmul of ~10 % of the step's FLOPs in every update, off the critical path",
@@ -29,6 +30,7 @@ PLANTS = {
 EXTRA_OP_FRACTION = 0.10
 GATE_BATCH_SIZE = 128
 BROKEN_APPROACH = "custom_tape"
+SINKS: dict = {}  # id(optimizer) -> the variable that receives its extra op's result (so it is not pruned)
 
 
 def extra_op_columns(rows: int, step_flops: float, fraction: float = EXTRA_OP_FRACTION) -> int:
@@ -36,14 +38,15 @@ def extra_op_columns(rows: int, step_flops: float, fraction: float = EXTRA_OP_FR
     return max(1, round((fraction * step_flops / (2.0 * rows)) ** 0.5))
 
 
-def plant_extra_op() -> None:
+def plant_extra_op() -> Callable[[], None]:
+    """Plant the extra op; returns the function that removes it. Its results land in :data:`SINKS`."""
     import keras
     import tensorflow as tf
 
     # The class that defines apply (BaseOptimizer in Keras 3): every optimizer's update goes through it.
     owner = next(cls for cls in keras.optimizers.Optimizer.__mro__ if "apply" in vars(cls))
     original = owner.apply
-    sinks: dict[int, tf.Variable] = {}
+    sinks = SINKS
 
     def apply(self, grads, trainable_variables=None):
         variables = list(trainable_variables if trainable_variables is not None else self._trainable_variables)
@@ -60,9 +63,11 @@ def plant_extra_op() -> None:
         return original(self, grads, trainable_variables)
 
     owner.apply = apply
+    return lambda: setattr(owner, "apply", original)
 
 
-def plant_broken() -> None:
+def plant_broken() -> Callable[[], None]:
+    """Plant the failure; returns the function that removes it."""
     import tfbench.implementations as implementations
 
     original = implementations.build
@@ -73,10 +78,12 @@ def plant_broken() -> None:
         return original(name, *args, **kwargs)
 
     implementations.build = build
+    return lambda: setattr(implementations, "build", original)
 
 
-def install(plant: str) -> None:
-    {"extra_op": plant_extra_op, "broken": plant_broken}[plant]()
+def install(plant: str) -> Callable[[], None]:
+    """Plant ``plant`` in this process; returns the function that removes it."""
+    return {"extra_op": plant_extra_op, "broken": plant_broken}[plant]()
 
 
 def main(argv: list[str]) -> int:
