@@ -16,6 +16,14 @@ import pytest
 from tfbench.benchmarks import cli, timing
 from tfbench.benchmarks.gate import ab, duet
 from tfbench.benchmarks.gate.ab import run_ab
+from tfbench.benchmarks.gate.calibrate import (
+    NULL,
+    Condition,
+    collect_pairs,
+    estimate_rates,
+    load_pools,
+    synthetic_pools,
+)
 from tfbench.benchmarks.gate.processes import RECORDS_FAILED_STATUS, ProcessFailed, ProcessResult
 from tfbench.benchmarks.results import ResultsFile, load, make_record, summarize
 
@@ -321,3 +329,48 @@ def test_json_of_an_ab_run_says_when_the_gate_could_not_run(repo, tmp_path, monk
     assert cli.main(["ab", "--baseline-rev", "nope", "--json", str(decision), "--out", str(tmp_path / "o")]) == 2
     document = json.loads(decision.read_text())
     assert document["exit_status"] == 2 and "not a commit" in document["error"]
+
+
+# --- calibrating the duet schedule ------------------------------------------------------------------------
+
+@two_cores
+def test_calibration_pairs_each_condition_with_a_no_change_process_on_swapped_cores(repo, tmp_path):
+    git(repo, "checkout", "-q", "base")
+    cores = duet.choose_cores()
+    conditions = (Condition(0.5),)
+    pools, seconds = collect_pairs(2, conditions, run_args=["--profile", "gate"], out_dir=tmp_path / "out",
+                                   worktree=repo, cores=cores, log=lambda _: None)
+    assert {condition: len(pairs) for condition, pairs in pools.items()} == {NULL: 2, Condition(0.5): 2}
+    assert len(seconds) == 4
+    names = sorted(path.name for path in (tmp_path / "out").glob("duet-*.json"))
+    assert names[:2] == ["duet-slowdown0-001-a.json", "duet-slowdown0-001-b.json"]
+    cpus = [load(tmp_path / "out" / name)["config"]["cpus"] for name in
+            ("duet-slowdown0-001-a.json", "duet-slowdown0.5-001-a.json", "duet-slowdown0-002-a.json")]
+    assert cpus == [[cores[0]], [cores[1]], [cores[0]]]  # the no-change side swaps cores from pair to pair
+    reused, reused_seconds, schedule = load_pools(tmp_path / "out")
+    assert schedule == "duet" and reused_seconds == seconds
+    assert {condition: len(pairs) for condition, pairs in reused.items()} == {NULL: 2, Condition(0.5): 2}
+
+
+def test_paired_calibration_on_synthetic_pairs_meets_the_targets_where_unpaired_cannot():
+    # Large run-to-run noise, mostly shared by the two processes of a round: pairing cancels the shared part.
+    paired = synthetic_pools(16, (0.05, 0.10), process_noise=0.08, sample_noise=0.005, shared=1.0, seed=1, paired=True,
+                             pair_share=0.97)
+    rates = {rate.condition: rate for rate in estimate_rates(paired, rounds=12, trials=150, seed=2, paired=True)[0]}
+    assert rates[NULL].rate <= 0.01
+    assert rates[Condition(0.10)].rate >= 0.99 and rates[Condition(0.05)].rate >= 0.8
+    assert all(1.05 < float(ratio) < 1.15 for ratio in rates[Condition(0.10)].change.split(", "))
+    unpaired = synthetic_pools(24, (0.05,), process_noise=0.08, sample_noise=0.005, shared=1.0, seed=1)
+    alternate = {rate.condition: rate for rate in estimate_rates(unpaired, rounds=12, trials=150, seed=2)[0]}
+    assert alternate[Condition(0.05)].rate < 0.5
+
+
+def test_calibrate_cli_simulates_the_duet_schedule(tmp_path, capsys):
+    argv = ["calibrate-gate", "--schedule", "duet", "--simulate", "1", "--processes", "8", "--rounds", "8",
+            "--trials", "20", "--out", str(tmp_path / "duet.md")]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("### Regression gate calibration: duet schedule, 8 rounds")
+    assert "8 duet pairs per condition" in out
+    assert cli.main([*argv[:5], "--processes", "7", "--rounds", "8"]) == 2
+    assert "needs 8 distinct pairs" in capsys.readouterr().err
