@@ -21,8 +21,9 @@ a record broken (:mod:`benchmarks.gate.processes`).
 
 The default of 12 rounds is the one the alternate schedule's calibration chose (README): 24 processes of
 ``--profile gate`` take ~190 s on this 2-core machine, within the 5-minute budget. The duet schedule runs both
-sides at once, so its 12 rounds take about half that. With alpha = 0.01 fewer than 5 rounds (alternate) or 8
-(duet) could never reach significance and are refused.
+sides at once, so a round takes one process's time, on one core (``calibrate-gate --schedule duet`` reports
+how long a gate takes). With alpha = 0.01 fewer than 5 rounds (alternate) or 8 (duet) could never reach
+significance and are refused.
 
 Two environments (two TensorFlow versions, say) are compared with the same revision and ``--python-a`` /
 ``--python-b``. ``--candidate-rev WORKTREE`` measures the current checkout as it is, uncommitted changes too.

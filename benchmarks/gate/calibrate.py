@@ -94,7 +94,7 @@ PLANT_TARGETS = {"broken": 1.0, "extra_op": None}
 PROCESS_TIMES_FILE = "process-times.json"  # beside the results files: the wall time of each process or pair
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Condition:
     """What the candidate side of a trial runs: no change, a busy-wait slowdown, or a planted change."""
 
@@ -124,6 +124,10 @@ class Condition:
 
     def run_args(self) -> list[str]:
         return ["--inject-slowdown", f"{self.slowdown:g}"] if self.slowdown else []
+
+    def sort_key(self) -> tuple:
+        """No change first, then the slowdowns by size, then the planted changes."""
+        return bool(self.plant), self.slowdown, self.plant
 
 
 NULL = Condition()
@@ -204,7 +208,7 @@ def estimate_rates(pools: Pools | PairPools, rounds: int, trials: int, threshold
     rng = np.random.default_rng(seed)
     baseline = pools[NULL]
     rates, spent, decisions = [], 0.0, 0
-    for condition in sorted(pools):
+    for condition in sorted(pools, key=Condition.sort_key):
         failures = 0
         pool = pools[condition]
         for _ in range(trials):
