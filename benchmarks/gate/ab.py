@@ -296,6 +296,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from tfbench.benchmarks.outputs import check_file
+
+    if args.markdown:
+        check_file(args.markdown, "the Markdown summary")  # before minutes of runs, not after them
+    if args.json_path:
+        check_file(args.json_path, "the JSON decision table")
     out_dir = args.out or Path("results", "ab", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     revs = {"a": args.baseline_rev, "b": args.candidate_rev}
     try:

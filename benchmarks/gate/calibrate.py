@@ -505,6 +505,10 @@ def main(args: argparse.Namespace) -> int:
         what = f"{args.rounds} distinct pairs" if schedule == "duet" else f"2 x {args.rounds} distinct processes"
         raise UsageError(f"--processes {args.processes} is too few: an A/A trial needs {what}; use --processes "
                          f"{needed} or more")
+    from tfbench.benchmarks.outputs import check_file
+
+    if args.out:
+        check_file(args.out, "the Markdown table")  # before minutes of runs, not after them
     conditions = [*(Condition(slowdown) for slowdown in args.slowdowns), *(Condition(plant=p) for p in args.plants)]
     processes = args.processes
     if args.reuse is not None:

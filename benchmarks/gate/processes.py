@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfbench.benchmarks.commands import EXIT_FAILED
 from tfbench.errors import TfbenchError
 
 # `tfbench run`'s exit status when the run completed and wrote its results but some record failed.
-RECORDS_FAILED_STATUS = 3
+RECORDS_FAILED_STATUS = EXIT_FAILED
 STDERR_TAIL_LINES = 20
 PLANT_MODULE = "tfbench.benchmarks.gate.plant"
 
