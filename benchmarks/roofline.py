@@ -11,10 +11,10 @@ its bytes at the memory bandwidth it can stream. Per op of a training step
 Both roofs are measured in the same run, on the device, interleaved with the
 records they divide (:func:`roof_probes`, timed in the same rotating rounds):
 
-* **compute**: the best rate of ``parallel`` independent 2048^3 float32
-  matmuls (as many as the inter-op pool runs side by side). Every FLOP is
-  charged at this rate, element-wise ones included, which can only lower a
-  floor;
+* **compute**: the best rate of ``parallel`` independent float32 matmuls
+  (as many as the inter-op pool runs side by side), 512^3 to 2048^3. Every
+  FLOP is charged at this rate, element-wise ones included, which can only
+  lower a floor;
 * **memory**: the best rate TensorFlow streams a float32 array through an
   element-wise op (read it, write the result), at working sets from 256 KiB
   (in a core's cache) to 64 MiB (main memory), each way TensorFlow runs such
@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tfbench.benchmarks.devices import Device, synchronize
 
 MATMUL_SIZE = 2048
+MATMUL_SIZES = (512, 1024, 2048)
 # Bytes read + written by one streaming op: in a core's L2, in L3, and in main memory on a typical CPU.
 BANDWIDTH_SIZES = (256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20)
 # Each bandwidth probe call moves about this much, so one call's fixed cost does not hide the bandwidth.
@@ -79,7 +80,7 @@ def matmul_gflops(device: Device, *, size: int = MATMUL_SIZE, repeats: int = 10,
 class Probe:
     """A call whose best rate is one of the device's roofs: ``work`` FLOPs or bytes per call."""
 
-    name: str  # "matmul", "stream_256KiB_graph", ...
+    name: str  # "matmul_2048", "stream_256KiB_graph", ...
     roof: str  # "compute" | "memory"
     work: float
     call: Callable[[], object]
@@ -94,7 +95,7 @@ def matmul_probe(device: Device, *, size: int = MATMUL_SIZE, parallel: int = 1, 
                   tf.random.stateless_uniform((size, size), seed=(2, i))) for i in range(parallel)]
         # Summing each product gives a scalar to force cheaply (n^2 adds next to 2 n^3 FLOPs).
         products = tf.function(lambda pairs: tf.add_n([tf.reduce_sum(tf.linalg.matmul(a, b)) for a, b in pairs]))
-    return Probe("matmul", "compute", parallel * 2 * size**3, lambda: products(pairs))
+    return Probe(f"matmul_{size}", "compute", parallel * 2 * size**3, lambda: products(pairs))
 
 
 def _label(nbytes: int) -> str:
@@ -141,9 +142,16 @@ def _loop(ops: int, tf) -> Callable:
     return loop
 
 
-def roof_probes(device: Device, *, parallel: int = 1, sizes: Sequence[int] = BANDWIDTH_SIZES, tf=None) -> list[Probe]:
-    """The compute probe and the memory probes of ``device``."""
-    return [matmul_probe(device, parallel=parallel, tf=tf)] + bandwidth_probes(device, sizes, tf=tf)
+def roof_probes(device: Device, *, parallel: int = 1, matmul_sizes: Sequence[int] = MATMUL_SIZES,
+                sizes: Sequence[int] = BANDWIDTH_SIZES, tf=None) -> list[Probe]:
+    """The compute probes (matmuls of each size) and the memory probes of ``device``.
+
+    The compute roof is the best rate over several matmul sizes, the small ones included: a call of a
+    few milliseconds has as many chances as a training step to run in a quiet moment of a shared
+    machine, where one 2048^3 call lasts long enough to share the cores with whatever else runs.
+    """
+    compute = [matmul_probe(device, size=size, parallel=parallel, tf=tf) for size in matmul_sizes]
+    return compute + bandwidth_probes(device, sizes, tf=tf)
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,7 @@ class Roofs:
 
     peak_gflops: float
     bandwidth_gbs: dict[int, float]
+    by_probe: dict[str, float] = field(default_factory=dict)  # each probe's best rate, GFLOP/s or GB/s
 
     def __post_init__(self) -> None:
         if not self.peak_gflops > 0 or not self.bandwidth_gbs or min(self.bandwidth_gbs.values()) <= 0:
@@ -162,14 +171,14 @@ class Roofs:
     def from_samples(cls, probes: Sequence[Probe], samples: dict[str, Sequence[float]]) -> Roofs:
         """The best rate of each probe (``samples``: seconds per call by probe name); memory probes of one
         size keep the better of their ways."""
-        peak, bandwidth = 0.0, {}
+        peak, bandwidth, by_probe = 0.0, {}, {}
         for probe in probes:
-            rate = probe.work / min(samples[probe.name]) / 1e9
+            rate = by_probe[probe.name] = probe.work / min(samples[probe.name]) / 1e9
             if probe.roof == "compute":
                 peak = max(peak, rate)
             else:
                 bandwidth[probe.size] = max(bandwidth.get(probe.size, 0.0), rate)
-        return cls(peak, bandwidth)
+        return cls(peak, bandwidth, by_probe)
 
     def bandwidth_at(self, nbytes: float) -> float:
         """GB/s for an op moving ``nbytes``: what the largest probed size not above it reached (the smallest
@@ -181,7 +190,8 @@ class Roofs:
 
     def to_json(self) -> dict:
         return {"peak_gflops": self.peak_gflops,
-                "bandwidth_gbs": {str(size): rate for size, rate in sorted(self.bandwidth_gbs.items())}}
+                "bandwidth_gbs": {str(size): rate for size, rate in sorted(self.bandwidth_gbs.items())},
+                "by_probe": dict(self.by_probe)}
 
 
 @dataclass(frozen=True)

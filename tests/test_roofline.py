@@ -17,14 +17,18 @@ def op(name, flops, nbytes, category="elementwise"):
 
 
 def test_roofs_keep_each_probes_best_rate_and_the_better_way_per_size():
-    probes = [Probe("matmul", "compute", 2e9, lambda: 0.0),
+    probes = [Probe("matmul_2048", "compute", 2e9, lambda: 0.0),
+              Probe("matmul_512", "compute", 1e8, lambda: 0.0),
               Probe("stream_a", "memory", 1e9, lambda: 0.0, size=256 * KIB),
               Probe("stream_b", "memory", 1e9, lambda: 0.0, size=256 * KIB),
               Probe("stream_c", "memory", 1e9, lambda: 0.0, size=64 * MIB)]
-    samples = {"matmul": [0.02, 0.01, 0.04], "stream_a": [0.1, 0.05], "stream_b": [0.02], "stream_c": [0.1]}
+    samples = {"matmul_2048": [0.02, 0.01, 0.04], "matmul_512": [0.002], "stream_a": [0.1, 0.05],
+               "stream_b": [0.02], "stream_c": [0.1]}
     roofs = Roofs.from_samples(probes, samples)
     assert roofs.peak_gflops == pytest.approx(200)  # 2 GFLOP in the best 10 ms
     assert roofs.bandwidth_gbs == {256 * KIB: pytest.approx(50), 64 * MIB: pytest.approx(10)}
+    assert roofs.by_probe["matmul_512"] == pytest.approx(50)  # the small matmul ran at a quarter of the big one
+    assert roofs.to_json()["bandwidth_gbs"] == {"262144": pytest.approx(50), "67108864": pytest.approx(10)}
 
 
 def test_an_op_gets_the_bandwidth_of_the_largest_probed_size_not_above_its_own():
