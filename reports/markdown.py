@@ -13,6 +13,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from tfbench.benchmarks.results import NOISY_IQR_FRACTION
+from tfbench.reports.breakdown import breakdown_section
 from tfbench.reports.data import approach_rank, latest, mode_rank, ok, ordered, sort_key
 from tfbench.reports.memory import memory_lines
 from tfbench.reports.roofline import has_floor, model_lines, roofline_cell
@@ -511,6 +512,7 @@ SECTIONS = (
     ("speedup", "Speedup over eager", _speedup),
     ("throughput", "Throughput by device", _throughput),
     ("roofline", "Roofline", _roofline),
+    ("breakdown", "Where the time goes", breakdown_section),
     ("input_pipeline", "Input pipeline", _input_pipeline),
     ("accuracy", "Accuracy and time-to-accuracy", _accuracy),
     ("recipes", "Documented recipes", _recipes),
@@ -522,15 +524,19 @@ SECTIONS = (
 def _chart_section(name: str) -> str:
     if name.startswith("accuracy_curves_"):
         return "accuracy"
+    if name.startswith("breakdown_"):
+        return "breakdown"
     if name not in CHART_SECTIONS:
         raise ValueError(f"unknown chart {name!r}; expected one of {', '.join(CHART_SECTIONS)} "
-                         "or accuracy_curves_<workload>")
+                         "or accuracy_curves_<workload> or breakdown_<workload>")
     return CHART_SECTIONS[name]
 
 
 def _chart_title(name: str) -> str:
     if name.startswith("accuracy_curves_"):
         return f"Loss and accuracy per epoch, {name.removeprefix('accuracy_curves_')}"
+    if name.startswith("breakdown_"):
+        return f"Where the time of one step goes, {name.removeprefix('breakdown_')}"
     return CHART_TITLES[name]
 
 

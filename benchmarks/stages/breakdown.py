@@ -40,14 +40,16 @@ PROFILED_SECONDS = 0.3  # wall time of profiled calls per configuration, at leas
 CONTROL_TYPES = {"Enter", "Exit", "Merge", "Switch", "NextIteration", "LoopCond", "While", "StatelessWhile",
                  "If", "StatelessIf", "PartitionedCall", "StatefulPartitionedCall", "NoOp", "Const",
                  "_Arg", "_Retval"}
-# XLA thunks that hold other thunks: their own time is loop bookkeeping ("rest").
-XLA_CONTAINERS = re.compile(r"^(while|call|conditional)(\.\d+)?$")
+# XLA events that hold other thunks (the whole compiled function, a loop): their own time is waiting and loop
+# bookkeeping ("rest").
+XLA_CONTAINERS = re.compile(r"^((while|call|conditional)(\.\d+)?|_*a?_?inference_.*|cluster_.*)$")
 COPY_TYPES = {"Identity", "IdentityN", "Snapshot", "Copy", "CopyHost", "_Send", "_Recv", "_HostSend",
               "_HostRecv", "StridedSlice", "Slice", "GatherV2", "ConcatV2", "Concat", "Transpose", "Reshape",
               "ExpandDims", "Squeeze", "Tile", "Pack", "Unpack", "ReadVariableOp", "TensorListGetItem",
               "TensorListSetItem", "TensorListFromTensor", "TensorListStack", "BroadcastTo"}
 OPTIMIZER_SCOPE = re.compile(r"(^|/)(adam|nadam|rmsprop|sgd|SGD|Adam|Nadam|RMSprop)(_\d+)?/")
-XLA_COPIES = re.compile(r"copy|concatenate|bitcast|slice|transpose|broadcast|reshape|pad")
+XLA_COPY_OPS = {"copy", "concatenate", "bitcast", "slice", "dynamic-slice", "dynamic-update-slice", "transpose",
+                "broadcast", "reshape", "pad", "wrapped"}
 
 
 def categorize(name: str, op_type: str) -> str:
@@ -62,9 +64,15 @@ def categorize(name: str, op_type: str) -> str:
         return "pool"
     if re.search(r"matmul|(^|[_.])dot([_.]|$)|einsum|gemm", kind):
         return "matmul"
-    if op_type in COPY_TYPES or (op_type == name and XLA_COPIES.search(kind) and "fusion" not in kind):
+    if op_type in COPY_TYPES or (op_type == name and _only_moves_data(kind)):
         return "copies"
     return "elementwise"
+
+
+def _only_moves_data(hlo_name: str) -> bool:
+    """An XLA thunk built of data-movement ops only: ``copy.3``, ``dynamic-slice_bitcast_fusion``."""
+    parts = hlo_name.split(".")[0].removesuffix("_fusion").split("_")
+    return all(part in XLA_COPY_OPS for part in parts)
 
 
 def op_events(trace: dict) -> list[tuple]:
