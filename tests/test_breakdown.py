@@ -146,3 +146,19 @@ def test_the_report_shows_each_gap_to_the_fastest_as_a_difference_by_category(tm
     assert plot_breakdown(frame, tmp_path / "breakdown_cnn.png", "cnn") is not None
     assert (tmp_path / "breakdown_cnn.png").stat().st_size > 1000
     assert plot_breakdown(frame, tmp_path / "none.png", "mlp") is None
+
+
+def test_eager_ops_count_their_kernels_and_leave_dispatch_to_the_rest():
+    trace = {"traceEvents": [
+        _event(1, 0, 100, None, "EagerLocalExecute: MatMul"),  # dispatch + kernel
+        _event(1, 40, 50, None, "EagerKernelExecute"),  # the kernel: 50 us of matmul
+        _event(1, 100, 30, None, "EagerLocalExecute: AssignSubVariableOp"),
+        _event(1, 110, 10, None, "EagerKernelExecute"),
+        _event(1, 200, 500, None, "EagerLocalExecute: __inference_f_5"),  # a tf.function: traced as graph ops
+        _event(1, 210, 480, None, "EagerKernelExecute"),
+    ]}
+    assert [(e[2], e[4]) for e in op_events(trace)] == [(50, "MatMul"), (10, "AssignSubVariableOp")]
+    result = summarize_trace(trace, wall_s=1e-3, steps=1)
+    assert result["thread_s"]["matmul"] == pytest.approx(50e-6) and result["thread_s"]["optimizer"] == pytest.approx(
+        10e-6)
+    assert result["breakdown_s"]["rest"] == pytest.approx(1e-3 - 60e-6)

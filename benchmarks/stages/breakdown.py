@@ -9,7 +9,8 @@ that of ops nested in it) goes to one category:
 
 * ``conv``, ``pool``, ``matmul``: convolutions and their gradients, max-pooling and its gradient, matmuls;
 * ``optimizer``: the update, the ops under the optimizer's name scope and variable assignments (under XLA
-  the update is fused with other element-wise work and shows as ``elementwise``);
+  the update is fused with other element-wise work, and in eager mode ops carry no name scope, so there
+  only its variable assignments count here and its arithmetic shows as ``elementwise``);
 * ``copies``: ops that only move or lay out data (identity, slicing, concatenation, broadcasting, copies);
 * ``elementwise``: every other op (bias, ReLU and its gradient, the loss, casts, reductions).
 
@@ -99,6 +100,35 @@ def op_events(trace: dict) -> list[tuple]:
             if op_type in CONTROL_TYPES:
                 continue
         found.append(((event.get("pid"), event.get("tid")), float(event["ts"]), float(event["dur"]), name, op_type))
+    return found + _eager_kernels(trace)
+
+
+EAGER_OP = "EagerLocalExecute: "
+
+
+def _eager_kernels(trace: dict) -> list[tuple]:
+    """Ops run eagerly: the kernel (``EagerKernelExecute``) inside each ``EagerLocalExecute: <type>`` event.
+
+    Eager ops carry no name scope, so only their type tells what they are; the time around the kernel (input
+    checks, placement, the Python call) is dispatch and stays in "rest". A tf.function called eagerly is
+    one such op, whose own ops are traced as graph ops: it is left out here."""
+    spans = defaultdict(list)
+    for event in trace.get("traceEvents", []):
+        if event.get("ph") != "X" or "dur" not in event:
+            continue
+        name = str(event.get("name", ""))
+        if name.startswith(EAGER_OP) or name == "EagerKernelExecute":
+            spans[(event.get("pid"), event.get("tid"))].append(
+                (float(event["ts"]), float(event["dur"]), name.removeprefix(EAGER_OP)))
+    found = []
+    for thread, events in spans.items():
+        op_type, op_end = None, float("-inf")
+        for start, duration, name in sorted(events, key=lambda e: (e[0], -e[1])):
+            if name != "EagerKernelExecute":
+                op_type, op_end = name, start + duration
+            elif op_type is not None and start < op_end and not op_type.startswith("__inference"):
+                if op_type not in CONTROL_TYPES and op_type != "_EagerConst":
+                    found.append((thread, start, duration, op_type, op_type))
     return found
 
 
