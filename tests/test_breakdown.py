@@ -69,7 +69,10 @@ def test_a_trace_is_split_by_category_and_the_time_no_op_covered_is_the_rest():
 
 
 def test_an_xla_container_keeps_only_its_own_time_out_of_the_ops():
-    trace = {"traceEvents": [_event(1, 0, 1000, None, "__inference_f_1", hlo="__inference_f_1"),
+    # The graph op that launches the compiled function, and the XLA module: both hold the thunks.
+    trace = {"stackFrames": {"1": {"name": "__inference_f_1:__inference_f_1"}},
+             "traceEvents": [_event(2, 0, 1000, "1", "__inference_f_1"),
+                             _event(1, 0, 1000, None, "__inference_f_1", hlo="__inference_f_1"),
                              _event(1, 100, 300, None, "fusion", hlo="multiply_add_fusion.2")]}
     result = summarize_trace(trace, wall_s=1e-3, steps=1)
     assert result["ops_wall_s"] == pytest.approx(300e-6)

@@ -97,8 +97,8 @@ def op_events(trace: dict) -> list[tuple]:
             if ":" not in frame or frame.split(":")[-1] != event.get("name"):
                 continue  # not an op: a profiler, executor or Python event
             name, op_type = frame.rsplit(":", 1)
-            if op_type in CONTROL_TYPES:
-                continue
+            if op_type in CONTROL_TYPES or XLA_CONTAINERS.match(op_type):
+                continue  # control flow, or the op that launches a whole compiled function
         found.append(((event.get("pid"), event.get("tid")), float(event["ts"]), float(event["dur"]), name, op_type))
     return found + _eager_kernels(trace)
 
