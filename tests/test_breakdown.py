@@ -165,3 +165,21 @@ def test_eager_ops_count_their_kernels_and_leave_dispatch_to_the_rest():
     assert result["thread_s"]["matmul"] == pytest.approx(50e-6) and result["thread_s"]["optimizer"] == pytest.approx(
         10e-6)
     assert result["breakdown_s"]["rest"] == pytest.approx(1e-3 - 60e-6)
+
+
+def test_the_breakdown_stage_writes_one_record_per_approach_and_mode(tmp_path):
+    from tfbench.benchmarks.cli import main
+    from tfbench.benchmarks.results import load
+
+    path = tmp_path / "breakdown.json"
+    assert main(["run", "--approach", "raw_tf_nn", "naive_sequential", "--workload", "cnn", "--mode", "function",
+                 "--batch-size", "8", "--steps-per-call", "2", "--stages", "breakdown", "--quiet",
+                 "--output", str(path)]) == 0
+    records = {r["approach"]: r for r in load(path)["records"]}
+    assert records["naive_sequential"]["status"] == "unsupported"  # dense layers only
+    measured = records["raw_tf_nn"]
+    assert measured["kind"] == "breakdown" and measured["status"] == "ok", measured["reason"]
+    assert (measured["batch_size"], measured["steps_per_call"]) == (8, 2)
+    metrics = measured["metrics"]
+    assert metrics["thread_s"]["conv"] > 0 and metrics["thread_s"]["pool"] > 0
+    assert sum(metrics["breakdown_s"].values()) == pytest.approx(metrics["profiled_step_s"])

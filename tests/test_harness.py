@@ -331,8 +331,8 @@ def test_approaches_of_one_workload_and_batch_size_are_timed_in_one_group(tmp_pa
 
     orders = []
     monkeypatch.setattr(timing, "measure_interleaved", _recording(timing.measure_interleaved, orders))
-    monkeypatch.setattr(CustomTape, "known_cost", classmethod(lambda cls, w, mode, k: f"costly {k}" if mode == "xla"
-                                                              else None))
+    monkeypatch.setattr(CustomTape, "known_cost", classmethod(
+        lambda cls, w, mode, k, device_kind="cpu": f"costly {k}" if mode == "xla" else None))
     path = tmp_path / "grouped.json"
     assert main(["run", "--approach", "custom_tape", "raw_tf_nn", "--workload", "mlp", "--mode", "eager", "xla",
                  "--steps-per-call", "1", "2", "--batch-size", "8", "--stages", "step_time", "--samples", "2",
