@@ -107,6 +107,7 @@ class Plan:
     roofline: bool = True
     interleave_approaches: bool = True
     seed: int = 0
+    verify: bool = True  # check the dataset files' checksums (False: --no-verify)
 
     def __post_init__(self) -> None:
         for name in _SEQUENCES:  # a plan read back from JSON has lists
@@ -142,7 +143,7 @@ class Plan:
 
 def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes=None, batch_sizes=None,
                steps_per_call=None, stages=None, dataset: str = "mnist", data_dir: str | None = None,
-               samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0) -> Plan:
+               samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0, verify: bool = True) -> Plan:
     """The plan of ``profile`` narrowed by the given filters (None keeps the profile's choice)."""
     _check_names("profile", [profile], list(PROFILES))
     chosen = PROFILES[profile]
@@ -159,7 +160,7 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         accuracy_epochs=chosen.accuracy_epochs, accuracy_batch_size=chosen.accuracy_batch_size,
         recipe_epochs=chosen.recipe_epochs, pipeline_batch_size=chosen.pipeline_batch_size,
         inject_slowdown=inject_slowdown, reference=chosen.reference, roofline=chosen.roofline,
-        interleave_approaches=chosen.interleave_approaches, seed=seed,
+        interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify,
     )
 
 
