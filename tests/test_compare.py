@@ -253,6 +253,19 @@ def test_speedup_ratios_with_one_value_per_side_use_the_threshold_and_intervals(
     assert overlap.status == "unchanged"
 
 
+def test_the_roofline_metric_is_the_fraction_of_the_floor_and_older_records_have_none():
+    def roofline_doc(fraction: float | None) -> dict:
+        doc = synthetic_document({"mlp": np.array([0.01])})
+        doc["records"][0]["metrics"]["roofline_fraction"] = 0.5  # older files: 3 x forward over a matmul peak
+        if fraction is not None:
+            doc["records"][0]["metrics"]["fraction_of_floor"] = fraction
+        return doc
+    [drop] = compare_documents([roofline_doc(0.6)], [roofline_doc(0.4)], metric="roofline")
+    assert (drop.status, drop.baseline, drop.candidate) == ("regressed", 0.6, 0.4)
+    with pytest.raises(UsageError, match="no roofline records in common"):  # never floor against old fraction
+        compare_documents([roofline_doc(None)], [roofline_doc(0.4)], metric="roofline")
+
+
 def test_markdown_summary_has_the_headline_and_the_table():
     base = docs({"mlp": runs(5, 0.01, seed=1), "cnn": runs(5, 0.02, seed=2)})
     clean = to_markdown(compare_documents(base, docs({"mlp": runs(5, 0.01, seed=3), "cnn": runs(5, 0.02, seed=4)})))

@@ -59,7 +59,8 @@ confidently more than 10 % slower); the output says that such a comparison is le
 only compare within one job or one machine.
 
 Other metrics: ``throughput`` is the inverse of step time (higher is better, same test). ``speedup``
-(``speedup_vs_eager``) and ``roofline`` (``roofline_fraction``) are *ratios*, which travel between machines
+(``speedup_vs_eager``) and ``roofline`` (``fraction_of_floor``: the step's roofline floor over its time; older
+files, which have no floor, have no value for it) are *ratios*, which travel between machines
 (the machine's speed cancels out), so they can compare a stored baseline from another machine; with one value
 per side they are decided on the threshold alone (plus non-overlapping intervals for the speedup).
 ``accuracy`` (``test_accuracy`` of accuracy/recipe records) regresses if it drops by more than
@@ -437,7 +438,7 @@ METRICS = {
     "step_time": Metric("step_time", _step_time_samples, False),
     "throughput": Metric("throughput", _throughput_samples, True),
     "speedup": Metric("speedup", _scalar("speedup_vs_eager"), True, portable=True),
-    "roofline": Metric("roofline", _scalar("roofline_fraction"), True, portable=True),
+    "roofline": Metric("roofline", _scalar("fraction_of_floor"), True, portable=True),
     "accuracy": Metric("accuracy", _scalar("test_accuracy"), True, kinds=("accuracy", "recipe")),
 }
 
@@ -850,7 +851,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("candidate", metavar="CANDIDATE", help="results file(s) of the candidate")
     parser.add_argument("--metric", choices=tuple(METRICS), default="step_time",
                         help="step_time / throughput (absolute: compare within one job or machine), speedup "
-                             "(speedup_vs_eager) / roofline (roofline_fraction): ratios that travel between "
+                             "(speedup_vs_eager) / roofline (fraction_of_floor): ratios that travel between "
                              "machines, accuracy (test_accuracy)")
     add_decision_options(parser)
     parser.add_argument("--accuracy-tolerance", type=float, default=DEFAULT_ACCURACY_TOLERANCE, metavar="ABS",
