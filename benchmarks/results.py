@@ -24,7 +24,7 @@ tokens are still read.
 A record is one measurement::
 
     {"id": "step_time/custom_tape/mlp/function/k1/cpu/b32/synthetic/",
-     "kind": "step_time" | "accuracy" | "recipe" | "input_pipeline",
+     "kind": "step_time" | "accuracy" | "recipe" | "input_pipeline" | "breakdown",
      "approach", "workload", "mode", "steps_per_call", "device", "batch_size",
      "dataset", "variant" (recipe or pipeline name, else ""),
      "status": "ok" | "unsupported" | "skipped" | "failed", "reason": str | None,
@@ -66,6 +66,31 @@ epoch if full length, else after the last epoch run), ``published_epochs``
 ``published_figures`` (dict of every accuracy the loop ends with),
 ``published_history`` (per-epoch dicts of what the loop prints).
 
+Roofline, memory and breakdown metrics (name, unit: meaning):
+
+* ``flops_per_sample``, FLOP: exact matmul + convolution FLOPs of one training sample
+  (``implementations/costs.py``; records before it held 3 x forward, which counted the first layer's
+  input gradient); ``achieved_gflops``, GFLOP/s: those FLOPs at the record's throughput;
+* ``roofs``, {``peak_gflops``: GFLOP/s, ``bandwidth_gbs``: {bytes: GB/s}}: the step-time group's own
+  roofs, best matmul rate and best streaming rate per working-set size, timed in its rounds;
+* ``model_flops_per_step``, FLOP; ``elementwise_flops_per_step``, FLOP (bias, ReLU, pooling, loss,
+  optimizer); ``min_bytes_per_step``, bytes: the fewest float32 bytes the step's ops read and write;
+* ``floor_s``, s: the roofline floor of one step, sum over ops of max(FLOPs / peak, bytes / bandwidth);
+  ``floor_compute_s`` / ``floor_memory_s``, s: its compute-bound and memory-bound parts;
+  ``binding_roof``, "compute" | "memory": the larger part; ``fraction_of_floor``, ratio: floor / median
+  step time (at most 1 if the model holds); ``floor_unavailable``, text: why a workload has no floor;
+* ``mfu``, ratio: model FLOPs utilisation, exact matmul/convolution FLOPs per second over the peak;
+* ``roofline_fraction``, ratio: older records only (3 x forward FLOPs over a peak measured once a run);
+* ``peak_memory_bytes``, bytes: the record's own peak, the device allocator's high-water mark during its
+  build, first call and warm-up above what was held before it (the process's resident memory where
+  the allocator keeps no statistics); ``harness_preplaced_bytes``, bytes: the batches the harness
+  placed on the device for the whole group before any configuration was built;
+* breakdown records: ``profiled_step_s``, s: wall time per step under the profiler; ``breakdown_s``,
+  {category: s}: that time split into ``conv``, ``pool``, ``matmul``, ``elementwise``, ``optimizer``,
+  ``copies`` (each op category's share of the wall time ops covered) and ``rest`` (no op running:
+  dispatch, control flow, Python); ``thread_s``, {category: s}: the ops' own times summed over threads;
+  ``ops_wall_s``, s: wall time with at least one op running; ``profiled_steps``, ``op_events``, counts.
+
 The published schema, ``results.schema.json`` beside this module, declares
 every field and every metric with its type, unit and meaning (its
 ``$defs/metrics``); :func:`validate` rejects a document that does not conform,
@@ -96,7 +121,7 @@ from tfbench.errors import TfbenchError, WriteError
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
-KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "as_published")
+KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "as_published", "breakdown")
 STATUSES = ("ok", "unsupported", "skipped", "failed")
 FINAL_STATUSES = ("ok", "unsupported")  # a resumed run keeps these; skipped and failed ones are tried again
 KEY_FIELDS = ("kind", "approach", "workload", "mode", "steps_per_call", "device", "batch_size", "dataset",

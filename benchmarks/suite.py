@@ -124,6 +124,8 @@ def describe(records: list[dict]) -> str:
                          f"{m['best_step_time_s']['median'] * 1e3:.3g} ms fixed ({m['best_mode']})")
         elif "step_time_s" in m:
             parts.append(f"{label} {m['step_time_s']['median'] * 1e3:.3g} ms")
+        elif "profiled_step_s" in m:
+            parts.append(f"{label} {m['profiled_step_s'] * 1e3:.3g} ms profiled")
         elif "test_accuracy" in m:
             tta = m.get("time_to_accuracy_s")
             parts.append(f"test acc {m['test_accuracy']:.4f}" + (f", target in {tta:.1f} s" if tta else ""))

@@ -15,8 +15,11 @@ from tabulate import tabulate
 from tfbench.benchmarks.results import NOISY_IQR_FRACTION
 from tfbench.reports.as_published import recipe_epochs, recipe_figure, recipe_full_length
 from tfbench.reports.as_published import section as as_published_section
+from tfbench.reports.breakdown import breakdown_section
 from tfbench.reports.data import approach_rank, latest, mode_rank, ok, ordered, sort_key
 from tfbench.reports.headline import folded, headline
+from tfbench.reports.memory import memory_lines
+from tfbench.reports.roofline import has_floor, model_lines, roofline_cell
 
 TITLE = "TensorFlow training benchmark report"
 NOISY_MARK = "†"
@@ -324,10 +327,7 @@ def _step_time(frame: pd.DataFrame) -> list[str]:
         if not first_calls.empty:
             out += ["First call (tracing and compiling included):", "",
                     _grid(first_calls, lambda r: secs(r["first_call_s"])), ""]
-        memory = ok(group, "step_time").dropna(subset=["peak_memory_bytes"])
-        if not memory.empty:
-            out += ["Peak device memory:", "", _grid(memory, lambda r: f"{sig(r['peak_memory_bytes'] / 2**20)} MiB"),
-                    ""]
+        out += memory_lines(ok(group, "step_time"), _grid)
     return out[:-1]
 
 
@@ -379,31 +379,23 @@ def _throughput(frame: pd.DataFrame) -> list[str]:
 
 
 def roofline_fractions(step_times: pd.DataFrame) -> pd.Series:
-    """The stored roofline fraction, else throughput / (peak FLOP/s / FLOPs per sample) when both are known."""
-    computed = step_times["throughput_sps"] * step_times["flops_per_sample"] / (
-        step_times["device_peak_gflops"] * 1e9)
-    return step_times["roofline_fraction"].astype(float).fillna(computed.astype(float))
+    """Older records' stored fraction of the run's matmul peak (3 x forward FLOPs); NaN for a record measured
+    with the roofline model, whose figures are its floor and MFU (:mod:`tfbench.reports.roofline`)."""
+    return step_times["roofline_fraction"].astype(float)
 
 
 def _roofline(frame: pd.DataFrame) -> list[str]:
     step_times = ok(frame, "step_time")
     if not step_times.empty:
-        step_times = step_times.assign(roofline=roofline_fractions(step_times)).dropna(subset=["roofline"])
+        step_times = step_times.assign(roofline=roofline_fractions(step_times))
+        has = step_times.apply(has_floor, axis=1) | step_times["roofline"].notna()
+        step_times = step_times[has]
     if step_times.empty:
-        return ["No roofline figures in these results (they need a device peak and the FLOPs per sample)."]
-    peaks = step_times.drop_duplicates("device_label")
-    out = ["Achieved FLOP/s as a fraction of the device's peak: throughput x FLOPs per training sample / peak. "
-           "The peak is the best dense float32 matmul rate measured on the device in the same run:", ""]
-    out += [f"- {r['device_label']} ({_text(r['device_description'])}): {sig(r['device_peak_gflops'])} GFLOP/s"
-            + ("" if _missing(r["device_peak_size"]) else f" at {int(r['device_peak_size'])}³")
-            for _, r in peaks.iterrows()]
-    flops = step_times.drop_duplicates("workload")
-    out += ["", "FLOPs per training sample: " + ", ".join(
-        f"{r['workload']} {sig(r['flops_per_sample'] / 1e6)} MFLOP" for _, r in ordered(flops).iterrows()
-        if not _missing(r["flops_per_sample"])) + ".", ""]
+        return ["No roofline figures in these results (they need the device's roofs and the step's costs)."]
+    out = model_lines(step_times)
     out += [BEST_INTRO, "", _best_per_approach(step_times), "", *_within_fastest(step_times), "",
             "Every configuration:", ""]
-    return out + [_by_device_columns(step_times, lambda r: percent(r["roofline"]))]
+    return out + [_by_device_columns(step_times, roofline_cell)]
 
 
 BEST_INTRO = ("Each approach's best configuration (the mode and steps per call K with the highest throughput) "
@@ -419,7 +411,7 @@ def _best_per_approach(step_times: pd.DataFrame) -> str:
         fastest = best["throughput_sps"].max()
         for _, r in best.iterrows():
             rows.append([device, workload, int(batch), r["approach"], f"{r['mode']} {_k(r['steps_per_call'])}",
-                         sig(r["throughput_sps"]), percent(r["roofline"]), times(r["throughput_sps"] / fastest)])
+                         sig(r["throughput_sps"]), roofline_cell(r), times(r["throughput_sps"] / fastest)])
     return _table(["Device", "Workload", "Batch", "Approach", "Best mode", "Samples/s", "Roofline",
                    "Of the fastest"], rows)
 
@@ -553,6 +545,7 @@ SECTIONS = (
     ("speedup", "Speedup over eager", _speedup),
     ("throughput", "Throughput by device", _throughput),
     ("roofline", "Roofline", _roofline),
+    ("breakdown", "Where the time goes", breakdown_section),
     ("input_pipeline", "Input pipeline", _input_pipeline),
     ("accuracy", "Accuracy and time-to-accuracy", _accuracy),
     ("recipes", "Documented recipes", _recipes),
@@ -565,15 +558,19 @@ SECTIONS = (
 def _chart_section(name: str) -> str:
     if name.startswith("accuracy_curves_"):
         return "accuracy"
+    if name.startswith("breakdown_"):
+        return "breakdown"
     if name not in CHART_SECTIONS:
         raise ValueError(f"unknown chart {name!r}; expected one of {', '.join(CHART_SECTIONS)} "
-                         "or accuracy_curves_<workload>")
+                         "or accuracy_curves_<workload> or breakdown_<workload>")
     return CHART_SECTIONS[name]
 
 
 def _chart_title(name: str) -> str:
     if name.startswith("accuracy_curves_"):
         return f"Loss and accuracy per epoch, {name.removeprefix('accuracy_curves_')}"
+    if name.startswith("breakdown_"):
+        return f"Where the time of one step goes, {name.removeprefix('breakdown_')}"
     return CHART_TITLES[name]
 
 

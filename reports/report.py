@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tfbench.reports.as_published import plot_as_published, plot_recipe_curves
+from tfbench.reports.breakdown import plot_breakdown
 from tfbench.reports.data import load_results, ok
 from tfbench.reports.markdown import to_markdown
 from tfbench.reports.plots import (
@@ -36,6 +37,10 @@ def write_report(paths: str | Path | Iterable[str | Path], out_dir: str | Path) 
     charts: dict[str, str] = {}
     for name, plot in CHARTS.items():
         if plot(frame, figures / f"{name}.png") is not None:
+            charts[name] = f"{FIGURES}/{name}.png"
+    for workload in dict.fromkeys(ok(frame, "breakdown")["workload"] if not frame.empty else []):
+        name = f"breakdown_{workload}"
+        if plot_breakdown(frame, figures / f"{name}.png", workload) is not None:
             charts[name] = f"{FIGURES}/{name}.png"
     accuracies = ok(frame, "accuracy")
     for workload in dict.fromkeys(accuracies["workload"] if not accuracies.empty else []):
