@@ -239,7 +239,7 @@ def run(context: Context, job: Job) -> list[dict]:
     import tempfile
 
     from tfbench.benchmarks import devices as dev
-    from tfbench.benchmarks.stages.step_time import _bank
+    from tfbench.benchmarks.stages.step_time import device_batches
     from tfbench.benchmarks.timing import Timed, first_and_warmup
     from tfbench.implementations import build, get_approach
     from tfbench.implementations.interface import TrainConfig
@@ -250,7 +250,7 @@ def run(context: Context, job: Job) -> list[dict]:
     sync = lambda: dev.synchronize(device, tf)  # noqa: E731
     size = job.stubs[0]["batch_size"]
     max_k = max(s["steps_per_call"] for s in job.stubs)
-    bank_x, bank_y = _bank(context, size, 2 * max_k, device)
+    bank_x, bank_y = device_batches(tf, device, size, 2 * max_k, plan.seed)
     records = []
     for stub in job.stubs:
         approach = get_approach(stub["approach"])
