@@ -6,12 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from tfbench.benchmarks.plan import DATASET_CHOICES
 from tfbench.errors import ConfigError
 from tfbench.implementations.interface import MODES, OptimizerSpec, TrainConfig
 from tfbench.implementations.recipes import RECIPES, get_recipe
 from tfbench.implementations.workloads import WORKLOADS, get_workload
-
-DATASET_CHOICES = ("mnist", "fashion_mnist", "synthetic")
 
 
 def positive_int(text: str) -> int:

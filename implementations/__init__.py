@@ -7,9 +7,11 @@ is one. Support modules (workloads, datasets, recipes) define none.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 from functools import cache
+from pathlib import Path
 
 from tfbench.errors import ConfigError, Unsupported
 from tfbench.implementations.interface import TrainConfig, Trainer
@@ -28,6 +30,22 @@ def approaches() -> dict[str, type[Trainer]]:
     return found
 
 
+@cache
+def approach_names() -> tuple[str, ...]:
+    """The registered approaches' names, found without importing them (so without TensorFlow): the modules
+    here that assign ``APPROACH``, each named after its approach (a test holds the two lists equal)."""
+    names = []
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        path = Path(__path__[0]) / f"{module_info.name}.py"
+        if module_info.ispkg or not path.is_file():
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "APPROACH" for t in node.targets)
+               for node in tree.body):
+            names.append(module_info.name)
+    return tuple(names)
+
+
 def get_approach(name: str) -> type[Trainer]:
     registry = approaches()
     if name not in registry:
@@ -42,4 +60,4 @@ def build(approach: str, workload: str | Workload, config: TrainConfig | None = 
     return get_approach(approach)(workload, config or TrainConfig(), weights)
 
 
-__all__ = ["approaches", "build", "get_approach", "ConfigError", "Unsupported"]
+__all__ = ["approach_names", "approaches", "build", "get_approach", "ConfigError", "Unsupported"]

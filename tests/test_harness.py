@@ -305,16 +305,16 @@ def test_a_failing_record_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch)
 
 
 def test_a_failing_job_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
-    from tfbench.benchmarks import runner
+    from tfbench.benchmarks.stages import step_time
 
-    original = runner.Suite._run_step_time
+    original = step_time.run
 
-    def sometimes_fails(self, params, stubs):
-        if params["batch_size"] == 8:
+    def sometimes_fails(context, job):
+        if job.params["batch_size"] == 8:
             raise RuntimeError("measurement broke (simulated)")
-        return original(self, params, stubs)
+        return original(context, job)
 
-    monkeypatch.setattr(runner.Suite, "_run_step_time", sometimes_fails)
+    monkeypatch.setattr(step_time, "run", sometimes_fails)
     path = tmp_path / "failing.json"
     assert main(["run", "--approach", "raw_tf_nn", "--workload", "mlp", "--mode", "function", "--steps-per-call",
                  "1", "--batch-size", "8", "16", "--stages", "step_time", "--samples", "3", "--quiet",
@@ -325,7 +325,7 @@ def test_a_failing_job_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
 
 
 def test_approaches_of_one_workload_and_batch_size_are_timed_in_one_group(tmp_path, monkeypatch):
-    from tfbench.benchmarks import runner, timing
+    from tfbench.benchmarks import plan, timing
     from tfbench.implementations.custom_tape import CustomTape
 
     orders = []
@@ -353,7 +353,7 @@ def test_approaches_of_one_workload_and_batch_size_are_timed_in_one_group(tmp_pa
                   if "known_cost" in r["metrics"]) == [("custom_tape", "xla", "costly 1"),
                                                        ("custom_tape", "xla", "costly 2")]
     # The gate keeps one group per approach, the grouping it was calibrated under.
-    assert runner.PROFILES["gate"].interleave_approaches is False
+    assert plan.PROFILES["gate"].interleave_approaches is False
     orders.clear()
     assert main(["run", "--profile", "gate", "--samples", "2", "--quiet", "--output", str(tmp_path / "g.json")]) == 0
     assert [{key[0] for order in rounds for key in order} for rounds in orders] == [{"custom_tape"}, {"keras_fit"}]
@@ -374,18 +374,18 @@ def _recording(measure, orders):
 
 
 def test_an_interrupted_run_keeps_its_records_and_resume_completes_it(tmp_path, monkeypatch):
-    from tfbench.benchmarks import runner
+    from tfbench.benchmarks.stages import step_time
 
-    original = runner.Suite._run_step_time
+    original = step_time.run
     calls = []
 
-    def interrupted(self, params, stubs):
-        calls.append(params["batch_size"])
+    def interrupted(context, job):
+        calls.append(job.params["batch_size"])
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return original(self, params, stubs)
+        return original(context, job)
 
-    monkeypatch.setattr(runner.Suite, "_run_step_time", interrupted)
+    monkeypatch.setattr(step_time, "run", interrupted)
     path = tmp_path / "interrupted.json"
     argv = ["run", "--approach", "custom_tape", "raw_tf_nn", "--workload", "mlp", "--mode", "eager", "function",
             "--steps-per-call", "1", "--batch-size", "8", "16", "--stages", "step_time", "--samples", "3",
@@ -396,7 +396,7 @@ def test_an_interrupted_run_keeps_its_records_and_resume_completes_it(tmp_path, 
     assert sorted((r["approach"], r["batch_size"]) for r in partial["records"]) == \
         [("custom_tape", 8)] * 2 + [("raw_tf_nn", 8)] * 2
 
-    monkeypatch.setattr(runner.Suite, "_run_step_time", original)
+    monkeypatch.setattr(step_time, "run", original)
     done_before = {r["id"]: r["metrics"] for r in partial["records"]}
     assert main(["run", "--resume", str(path), "--quiet"]) == 0
     finished = load(path)
@@ -447,7 +447,8 @@ def test_results_files_get_ordinary_permissions(tmp_path):
 
 def test_thread_pools_default_to_the_cores_and_a_resumed_run_keeps_its_own(monkeypatch):
     from tfbench.benchmarks import environment
-    from tfbench.benchmarks.runner import PROFILES, parse_threads
+    from tfbench.benchmarks.plan import PROFILES
+    from tfbench.benchmarks.runner import parse_threads
 
     monkeypatch.setattr(environment, "cpu_count", lambda: 6)
     assert parse_threads(None, PROFILES["full"]) == {"intra_op": 6, "inter_op": 6}
@@ -462,7 +463,7 @@ def test_thread_pools_default_to_the_cores_and_a_resumed_run_keeps_its_own(monke
 
 
 def test_the_progress_line_names_each_approach_of_a_mixed_group():
-    from tfbench.benchmarks.runner import describe
+    from tfbench.benchmarks.suite import describe
 
     def timed(approach, mode, median):
         return make_record("step_time", approach=approach, workload="mlp", mode=mode, steps_per_call=1,

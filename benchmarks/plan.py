@@ -1,0 +1,169 @@
+"""What a run measures: named profiles, and the plan a profile becomes once the user's filters are applied.
+
+Both are frozen dataclasses checked in ``__post_init__``: a bad value fails there, before TensorFlow is
+imported, with a message that names the value and the fix. The CLI (:mod:`tfbench.benchmarks.runner`) and
+the Python API (:func:`tfbench.run`) build plans the same way, through :func:`build_plan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from tfbench.benchmarks.devices import DEVICE_CHOICES
+from tfbench.benchmarks.stages import STAGES
+from tfbench.errors import ConfigError
+from tfbench.implementations import approach_names
+from tfbench.implementations.interface import MODES
+from tfbench.implementations.workloads import WORKLOADS
+
+DATASET_CHOICES = ("mnist", "fashion_mnist", "synthetic")
+STAGE_NAMES = tuple(STAGES)
+
+
+def _check_names(what: str, values, choices) -> None:
+    for value in values:
+        if value not in choices:
+            raise ConfigError(f"unknown {what} {value!r}; choose from: {', '.join(map(str, choices))}")
+
+
+def _check_positive(what: str, values) -> None:
+    for value in values:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{what} must be whole numbers >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    approaches: tuple[str, ...] | None = None  # None: all registered
+    workloads: tuple[str, ...] = ("mlp", "cnn")
+    modes: tuple[str, ...] = MODES
+    batch_sizes: tuple[int, ...] = (128,)
+    steps_per_call: tuple[int, ...] = (1, 16)  # K > 1 only for compiled modes: eager has no call to amortise
+    rounds: int = 5
+    round_budget_s: float = 0.08
+    warmup: int = 3
+    stages: tuple[str, ...] = STAGE_NAMES
+    accuracy_epochs: int = 3
+    accuracy_batch_size: int = 128
+    recipe_epochs: int | None = 3  # None: each recipe's documented epochs
+    pipeline_batch_size: int = 128
+    # Time a fixed NumPy kernel interleaved with each step-time group, for the regression gate.
+    reference: bool = False
+    roofline: bool = True  # measure the matmul peak (2-3 s) for roofline fractions
+    # Threads per op (the intra-op pool); None: as many as cores. The inter-op pool always has one
+    # thread per core. See benchmarks/PERFORMANCE.md, section 1.
+    intra_op: int | None = None
+    # Time all approaches of one workload and batch size in one interleaved group (True), so that
+    # "approach A is x% slower than B" is measured on the same machine state; or one group per
+    # approach (False), the grouping the gate was calibrated under.
+    interleave_approaches: bool = True
+
+
+PROFILES = {
+    "quick": Profile("quick", "every approach x workload x mode at batch 128, K 1 and 16; 3 epochs of MNIST "
+                              "each; recipes capped at 3 epochs (<= 10 min on 2 cores)"),
+    "full": Profile("full", "batch sizes 32/128/256/1024, K 1, 16 and 64, more samples, 10 epochs of MNIST, "
+                            "recipes to their documented epochs",
+                    batch_sizes=(32, 128, 256, 1024), steps_per_call=(1, 16, 64), rounds=10, round_budget_s=0.15,
+                    warmup=5, accuracy_epochs=10, recipe_epochs=None),
+    "gate": Profile("gate", "the regression gate's small fixed set: step time only, function mode, K=1, "
+                            "two approaches on mlp at batch 128",
+                    approaches=("custom_tape", "keras_fit"), workloads=("mlp",), modes=("function",),
+                    steps_per_call=(1,), rounds=5, round_budget_s=0.3, warmup=10, stages=("step_time",),
+                    # One thread per op: the setting the gate was calibrated under (README).
+                    reference=True, roofline=False, intra_op=1, interleave_approaches=False),
+}
+
+_SEQUENCES = ("approaches", "workloads", "modes", "batch_sizes", "steps_per_call", "devices", "stages")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run measures: the profile with the user's filters applied. Stored in the results file, so that
+    ``--resume`` continues exactly this plan."""
+
+    profile: str
+    approaches: tuple[str, ...]
+    workloads: tuple[str, ...]
+    modes: tuple[str, ...]
+    batch_sizes: tuple[int, ...]
+    steps_per_call: tuple[int, ...]
+    devices: tuple[str, ...] = ()  # filled in once the devices are detected
+    stages: tuple[str, ...] = STAGE_NAMES
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    rounds: int = 5
+    round_budget_s: float = 0.08
+    warmup: int = 3
+    samples: int | None = None
+    accuracy_epochs: int = 3
+    accuracy_batch_size: int = 128
+    recipe_epochs: int | None = 3
+    pipeline_batch_size: int = 128
+    inject_slowdown: float = 0.0
+    reference: bool = False
+    roofline: bool = True
+    interleave_approaches: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in _SEQUENCES:  # a plan read back from JSON has lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        _check_names("profile", [self.profile], list(PROFILES))
+        _check_names("approach", self.approaches, approach_names())
+        _check_names("workload", self.workloads, list(WORKLOADS))
+        _check_names("mode", self.modes, MODES)
+        _check_names("stage", self.stages, STAGE_NAMES)
+        _check_names("dataset", [self.dataset], DATASET_CHOICES)
+        _check_positive("batch sizes", self.batch_sizes)
+        _check_positive("steps per call", self.steps_per_call)
+        _check_positive("rounds, warm-up steps and epochs",
+                        [self.rounds, self.accuracy_epochs, self.accuracy_batch_size, self.pipeline_batch_size]
+                        + [n for n in (self.samples, self.recipe_epochs) if n is not None])
+        if not (self.approaches and self.workloads and self.modes and self.batch_sizes and self.steps_per_call):
+            raise ConfigError("a plan needs at least one approach, workload, mode, batch size and K")
+        if not 0 <= self.inject_slowdown < 10:
+            raise ConfigError(f"the injected slowdown must be a fraction in [0, 10), got {self.inject_slowdown}")
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> Plan:
+        """A stored plan; fields an older or newer version wrote that this one does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in stored.items() if key in known})
+
+    def to_dict(self) -> dict:
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+    def with_devices(self, names) -> Plan:
+        return replace(self, devices=tuple(names))
+
+
+def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes=None, batch_sizes=None,
+               steps_per_call=None, stages=None, dataset: str = "mnist", data_dir: str | None = None,
+               samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0) -> Plan:
+    """The plan of ``profile`` narrowed by the given filters (None keeps the profile's choice)."""
+    _check_names("profile", [profile], list(PROFILES))
+    chosen = PROFILES[profile]
+    return Plan(
+        profile=chosen.name,
+        approaches=tuple(approaches or chosen.approaches or approach_names()),
+        workloads=tuple(workloads or chosen.workloads),
+        modes=tuple(modes or chosen.modes),
+        batch_sizes=tuple(batch_sizes or chosen.batch_sizes),
+        steps_per_call=tuple(sorted(set(steps_per_call or chosen.steps_per_call))),
+        stages=tuple(stages or chosen.stages),
+        dataset=dataset, data_dir=None if data_dir is None else str(data_dir), rounds=chosen.rounds,
+        round_budget_s=chosen.round_budget_s, warmup=chosen.warmup, samples=samples,
+        accuracy_epochs=chosen.accuracy_epochs, accuracy_batch_size=chosen.accuracy_batch_size,
+        recipe_epochs=chosen.recipe_epochs, pipeline_batch_size=chosen.pipeline_batch_size,
+        inject_slowdown=inject_slowdown, reference=chosen.reference, roofline=chosen.roofline,
+        interleave_approaches=chosen.interleave_approaches, seed=seed,
+    )
+
+
+def check_device(name: str) -> str:
+    """``--device`` is checked before TensorFlow is imported (which devices exist is known only after)."""
+    _check_names("device", [name], DEVICE_CHOICES)
+    return name

@@ -1,0 +1,15 @@
+"""The stages of a run, one module each, in run order (see :mod:`.base` for what a stage provides).
+
+* :mod:`.step_time`: time per training step, every approach x workload x mode x K x batch size x device;
+* :mod:`.input_pipeline`: one step fed four ways, from device-resident tensors to the tutorials' NumPy slicing;
+* :mod:`.accuracy`: each approach trained on the real dataset, with time-to-accuracy;
+* :mod:`.recipe`: the tutorials' documented recipes, beside the figures they report.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from tfbench.benchmarks.stages import accuracy, input_pipeline, recipe, step_time
+
+STAGES: dict[str, ModuleType] = {stage.KIND: stage for stage in (step_time, input_pipeline, accuracy, recipe)}

@@ -1,0 +1,35 @@
+"""Accuracy: each approach trained in function mode on the real dataset, with time-to-accuracy (evaluation
+time excluded). Runs on the first chosen device; a dataset that cannot be had skips the stage's records."""
+
+from __future__ import annotations
+
+from tfbench.benchmarks.stages.base import Context, Job, unsupported
+
+KIND = "accuracy"
+
+
+def jobs(context: Context) -> list[Job]:
+    plan, device = context.plan, context.devices[0]
+    return [Job(KIND, {"approach": approach, "workload": workload, "device": device},
+                [context.stub(KIND, approach=approach, workload=workload, device=device.name,
+                              batch_size=plan.accuracy_batch_size, dataset=plan.dataset)])
+            for workload in plan.workloads for approach in plan.approaches]
+
+
+def run(context: Context, job: Job) -> list[dict]:
+    from tfbench.benchmarks.training import train
+    from tfbench.implementations import get_approach
+    from tfbench.implementations.interface import TrainConfig
+    from tfbench.implementations.workloads import get_workload
+
+    plan, params = context.plan, job.params
+    reason = get_approach(params["approach"]).unsupported(get_workload(params["workload"]), "function")
+    if reason:
+        return unsupported(job.stubs, reason)
+    data, skipped = context.dataset_or_skip(plan.dataset, job.stubs)
+    if skipped:
+        return skipped
+    with context.tf.device(params["device"].tf_device):
+        result = train(params["approach"], params["workload"], TrainConfig(mode="function", seed=plan.seed),
+                       data, epochs=plan.accuracy_epochs, batch_size=plan.accuracy_batch_size, seed=plan.seed)
+    return [{**job.stubs[0], "metrics": result}]

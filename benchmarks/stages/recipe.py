@@ -1,0 +1,35 @@
+"""Recipes: the tutorials' documented runs (:mod:`tfbench.implementations.recipes`), each beside the figure
+its tutorial reports. Runs on the first chosen device."""
+
+from __future__ import annotations
+
+from tfbench.benchmarks.stages.base import Context, Job, skipped
+
+KIND = "recipe"
+
+
+def jobs(context: Context) -> list[Job]:
+    from tfbench.implementations.recipes import RECIPES
+
+    device = context.devices[0]
+    return [Job(KIND, {"recipe": recipe, "device": device},
+                [context.stub(KIND, approach=recipe.approach, workload=recipe.workload, device=device.name,
+                              batch_size=recipe.batch_size, dataset=recipe.dataset, variant=recipe.name)])
+            for recipe in RECIPES.values()]
+
+
+def run(context: Context, job: Job) -> list[dict]:
+    from tfbench.benchmarks.training import run_recipe
+    from tfbench.errors import DatasetError
+
+    recipe = job.params["recipe"]
+    if recipe.dataset in context.unavailable:
+        return skipped(job.stubs, context.unavailable[recipe.dataset])
+    try:
+        with context.tf.device(job.params["device"].tf_device):
+            result = run_recipe(recipe, data_dir=context.plan.data_dir, epochs=context.plan.recipe_epochs,
+                                seed=context.plan.seed)
+    except DatasetError as error:
+        context.unavailable[recipe.dataset] = str(error)
+        return skipped(job.stubs, str(error))
+    return [{**job.stubs[0], "metrics": result}]

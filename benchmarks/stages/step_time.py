@@ -1,0 +1,190 @@
+"""Step time: every approach x workload x mode x steps per call x batch size x device.
+
+The configurations of one workload, batch size and device are one job, timed interleaved in one process
+(:func:`tfbench.benchmarks.timing.measure_interleaved`): the approaches of one mode and K form a block timed
+back to back, each in turn first, so that "approach A is x% slower than B" is measured on the same machine
+state. Batches are synthetic and device-resident, so the input pipeline is not what is timed (the
+``input_pipeline`` stage times that). Speedups over eager are ratios of samples measured side by side.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tfbench.benchmarks.results import is_noisy, summarize
+from tfbench.benchmarks.stages.base import Context, Job, failure
+
+KIND = "step_time"
+REFERENCE = "reference"  # the reference kernel's key among a group's timed configurations
+
+
+def configs(plan) -> list[tuple[str, int]]:
+    """(mode, K) pairs: K > 1 only for compiled modes, since eager has no call to amortise."""
+    return [(mode, k) for mode in plan.modes for k in plan.steps_per_call if k == 1 or mode != "eager"]
+
+
+def jobs(context: Context) -> list[Job]:
+    plan, found = context.plan, []
+    # One job per workload and batch size, all approaches interleaved; or (the gate) one per approach.
+    groups = [list(plan.approaches)] if plan.interleave_approaches else [[a] for a in plan.approaches]
+    for device in context.devices:
+        for workload in plan.workloads:
+            for batch_size in plan.batch_sizes:
+                for approaches in groups:
+                    stubs = [context.stub(KIND, approach=approach, workload=workload, mode=mode, steps_per_call=k,
+                                          device=device.name, batch_size=batch_size)
+                             for mode, k in configs(plan) for approach in approaches]
+                    found.append(Job(KIND, {"approaches": approaches, "workload": workload,
+                                            "batch_size": batch_size, "device": device}, stubs))
+    return found
+
+
+def measure_peaks(context: Context) -> None:
+    """Each device's float32 matmul peak (the roofline's compute limit), once a run, kept by a resumed run."""
+    from tfbench.benchmarks.roofline import matmul_gflops
+
+    tf, plan = context.tf, context.plan
+    known = {d["name"]: d for d in context.results.document.get("devices", [])}
+    for device in context.devices:
+        if device.name in known and "peak_gflops" in known[device.name]:
+            continue
+        if not plan.roofline or KIND not in plan.stages:
+            known[device.name] = device.to_json()
+            continue
+        parallel = tf.config.threading.get_inter_op_parallelism_threads() if device.kind == "cpu" else 1
+        peak = matmul_gflops(device, repeats=10, parallel=max(1, parallel), tf=tf)
+        if parallel > 1:  # also one matmul at a time: what a chain of dependent ops can get
+            single = matmul_gflops(device, repeats=5, parallel=1, tf=tf)
+            peak["peak_gflops_single_op"] = single["peak_gflops"]
+        known[device.name] = {**device.to_json(), **peak}
+        context.log(f"{device.name}: {device.description}; float32 matmul peak {peak['peak_gflops']:.0f} GFLOP/s")
+    context.results.document["devices"] = list(known.values())
+    context.results.save()
+    context.peaks = {name: d["peak_gflops"] for name, d in known.items() if "peak_gflops" in d}
+
+
+def _bank(context: Context, batch_size: int, batches: int, device):
+    """Device-resident synthetic batches: (batches, batch, 28, 28, 1) and labels."""
+    from tfbench.implementations.datasets import synthetic
+
+    train, _ = synthetic(batches * batch_size, 1, seed=context.plan.seed)
+    with context.tf.device(device.tf_device):
+        x = context.tf.constant(train.x.reshape(batches, batch_size, 28, 28, 1))
+        y = context.tf.constant(train.y.reshape(batches, batch_size))
+    return x, y
+
+
+def run(context: Context, job: Job) -> list[dict]:
+    from tfbench.benchmarks import devices as dev
+    from tfbench.benchmarks.timing import (
+        Timed,
+        first_and_warmup,
+        harness_overhead,
+        measure_interleaved,
+        reference_kernel,
+    )
+    from tfbench.implementations import build, get_approach
+    from tfbench.implementations.interface import TrainConfig
+    from tfbench.implementations.workloads import get_workload
+
+    tf, plan, device = context.tf, context.plan, job.params["device"]
+    workload = get_workload(job.params["workload"])
+    batch_size = job.params["batch_size"]
+    sync = lambda: dev.synchronize(device, tf)  # noqa: E731
+    records, timed, metas, peak_memory = [], {}, {}, {}
+    for stub in job.stubs:
+        approach = get_approach(stub["approach"])
+        reason = approach.unsupported(workload, stub["mode"]) or device.unsupported_reason(stub["mode"])
+        if reason:
+            records.append({**stub, "status": "unsupported", "reason": reason})
+        else:
+            metas[stub["id"]] = stub
+    if not metas:
+        return records
+    max_k = max(s["steps_per_call"] for s in metas.values())
+    # Enough distinct batches for two calls of the largest K, at most ~64 MB of images.
+    batches = max(2 * max_k, min(16, max(2, (64 << 20) // (batch_size * 784 * 4))))
+    bank_x, bank_y = _bank(context, batch_size, batches, device)
+    calls_of = {}  # K -> each call's stack of K batches, shared by the configurations with that K
+    with tf.device(device.tf_device):
+        for record_key, stub in list(metas.items()):
+            k = stub["steps_per_call"]
+            if k not in calls_of:
+                calls = batches // k
+                calls_of[k] = ([tf.identity(bank_x[i * k:(i + 1) * k]) for i in range(calls)],
+                               [tf.identity(bank_y[i * k:(i + 1) * k]) for i in range(calls)])
+            dev.reset_peak_memory(device, tf)
+            try:
+                trainer = build(stub["approach"], workload,
+                                TrainConfig(mode=stub["mode"], steps_per_call=k, seed=plan.seed))
+                timed[record_key] = Timed(trainer.runner(*calls_of[k]), steps_per_call=k,
+                                          inject_fraction=plan.inject_slowdown)
+                # Build, first call and warm-up run one configuration at a time: its own peak memory.
+                first_and_warmup(timed[record_key], plan.warmup, sync, time.perf_counter)
+            except Exception as error:  # this configuration fails (e.g. out of memory); the group goes on
+                records.append({**metas.pop(record_key), "status": "failed", "reason": failure(error)})
+                timed.pop(record_key, None)
+                continue
+            peak_memory[record_key] = dev.peak_memory_bytes(device, tf)
+        # The approaches of one mode and K form a block: timed back to back, in turn first.
+        blocks = {}
+        for key in timed:
+            blocks.setdefault((metas[key]["mode"], metas[key]["steps_per_call"]), []).append(key)
+        blocks = list(blocks.values())
+        if plan.reference:
+            timed[REFERENCE] = Timed(reference_kernel())
+            blocks.append([REFERENCE])
+        measure_interleaved(timed, sync=sync, blocks=blocks, **context.sampling())
+        # What the harness itself adds, on each approach's first compiled configuration (the cheapest
+        # call, where bookkeeping would show most); on the CPU the sync is a no-op and the bare loop
+        # is exact.
+        overhead = {}
+        if device.kind == "cpu" and not plan.inject_slowdown:
+            first_compiled = {}
+            for key, stub in metas.items():
+                if stub["mode"] != "eager":
+                    first_compiled.setdefault(stub["approach"], key)
+            overhead = {key: harness_overhead(timed[key], sync=sync) for key in first_compiled.values()}
+    records = records + _step_records(context, metas, timed, workload, device, peak_memory)
+    for record in records:
+        if record["id"] in overhead and record["status"] == "ok":
+            record["metrics"]["harness_overhead_fraction"] = overhead[record["id"]]
+        if REFERENCE in timed and record["status"] == "ok":
+            record["metrics"]["reference_s"] = summarize(timed[REFERENCE].samples)
+    return records
+
+
+def _step_records(context: Context, metas, timed, workload, device, peak_memory) -> list[dict]:
+    from tfbench.benchmarks.timing import bootstrap_ratio
+    from tfbench.implementations import get_approach
+
+    plan = context.plan
+    eager_keys = {stub["approach"]: key for key, stub in metas.items() if stub["mode"] == "eager"}
+    peak = context.peaks.get(device.name)
+    records = []
+    for key, stub in metas.items():
+        measured = timed[key]
+        if measured.nonfinite:
+            records.append({**stub, "status": "failed", "reason": "the loss became NaN or infinite"})
+            continue
+        summary = summarize(measured.samples)
+        throughput = stub["batch_size"] / summary["median"]
+        metrics = {"step_time_s": summary, "noisy": is_noisy(summary), "first_call_s": measured.first_call_s,
+                   "throughput_sps": throughput, "flops_per_sample": workload.flops_per_sample,
+                   "achieved_gflops": throughput * workload.flops_per_sample / 1e9,
+                   "peak_memory_bytes": peak_memory.get(key)}
+        if peak:
+            metrics["roofline_fraction"] = throughput * workload.flops_per_sample / (peak * 1e9)
+        eager_key = eager_keys.get(stub["approach"])
+        if eager_key is not None:
+            ratio, low, high = bootstrap_ratio(timed[eager_key].samples, measured.samples)
+            metrics["speedup_vs_eager"] = ratio
+            metrics["speedup_vs_eager_ci"] = [low, high]
+        known_cost = get_approach(stub["approach"]).known_cost(workload, stub["mode"], stub["steps_per_call"])
+        if known_cost:
+            metrics["known_cost"] = known_cost
+        if plan.inject_slowdown:
+            metrics["injected_slowdown"] = plan.inject_slowdown
+            metrics["injected_s_per_step"] = measured._inject_s / measured.steps_per_call
+        records.append({**stub, "metrics": metrics})
+    return records

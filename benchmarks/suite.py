@@ -1,0 +1,123 @@
+"""One run of the suite: set TensorFlow up, choose the devices, then run every stage's jobs into one results
+file, record by record.
+
+The plan (every record id) is known before anything runs, so a resumed run skips what an interrupted run
+already wrote. Both the CLI (``tfbench run``) and the Python API (:func:`tfbench.run`) come through
+:func:`execute`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tfbench.benchmarks.plan import Plan
+from tfbench.benchmarks.results import ResultsFile
+from tfbench.benchmarks.stages import STAGES
+from tfbench.benchmarks.stages.base import Context, Job, failure
+
+
+def quiet(*args, **kwargs) -> None:
+    """A progress log that says nothing."""
+
+
+def set_up_tensorflow(threads: dict):
+    """Import TensorFlow and set what must be set before its runtime starts: thread pools, GPU memory growth.
+    Returns (tf, the threads in force)."""
+    import tensorflow as tf
+
+    from tfbench.benchmarks import devices
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads["intra_op"])
+        tf.config.threading.set_inter_op_parallelism_threads(threads["inter_op"])
+    except RuntimeError:  # the runtime is already up (a second run in one process): record what is in force
+        threads = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                   "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+    devices.enable_memory_growth(tf)
+    return tf, threads
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid() % 0xFFFFFF:06x}"
+
+
+def execute(plan: Plan, *, threads: dict, device: str = "auto", output: Path | None = None,
+            out_dir: Path = Path("results"), resume: ResultsFile | None = None,
+            log: Callable[..., None] = quiet) -> ResultsFile:
+    """Run ``plan`` (or continue ``resume``, whose stored plan it is) and return its complete results file."""
+    tf, threads = set_up_tensorflow(threads)
+    from tfbench.benchmarks import devices
+    from tfbench.benchmarks.environment import capture
+
+    if resume is not None:
+        chosen = [d for d in devices.detect(tf) if d.name in plan.devices]
+        results = resume
+    else:
+        chosen = devices.select(devices.detect(tf), device)
+        plan = plan.with_devices(d.name for d in chosen)
+        run_id = new_run_id()
+        results = ResultsFile.create(output or Path(out_dir) / f"results-{run_id}.json", run_id=run_id,
+                                     config={"profile": plan.profile, "plan": plan.to_dict()},
+                                     environment=capture(tf, chosen, threads), devices=[])
+    import keras
+
+    keras.utils.set_random_seed(plan.seed)
+    log(f"tfbench run: profile {plan.profile}, devices {', '.join(plan.devices)}, results {results.path}")
+    context = Context(plan=plan, devices=chosen, results=results, log=log, tf=tf)
+    STAGES["step_time"].measure_peaks(context)
+    run_jobs(context, [job for name in plan.stages for job in STAGES[name].jobs(context)])
+    results.save(complete=True)
+    return results
+
+
+def run_jobs(context: Context, jobs: list[Job]) -> None:
+    """Run each job not already done, writing its records as it ends; a failing job fails its records only."""
+    done = context.results.done_ids()
+    todo = [job for job in jobs if not all(s["id"] in done for s in job.stubs)]
+    if len(todo) < len(jobs):
+        context.log(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} jobs already done")
+    started_run = time.perf_counter()
+    for index, job in enumerate(todo, 1):
+        job.stubs = [s for s in job.stubs if s["id"] not in done]  # a resumed run keeps what it has
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        start = time.perf_counter()
+        try:
+            records = STAGES[job.kind].run(context, job)
+        except Exception as error:  # one failing job is recorded, and the run goes on
+            records = [{**s, "status": "failed", "reason": failure(error)} for s in job.stubs]
+        duration = time.perf_counter() - start
+        for record in records:
+            record["started"] = started
+            record["duration_s"] = duration / len(records)
+            context.results.add(record)
+        elapsed = time.perf_counter() - started_run
+        eta = elapsed / index * (len(todo) - index)
+        context.log(f"[{index}/{len(todo)}] {describe(records)}  (ETA {eta:.0f} s)")
+
+
+def describe(records: list[dict]) -> str:
+    """One progress line for a job's records; a group of several approaches is labelled per record."""
+    first = records[0]
+    approaches = list(dict.fromkeys(r["approach"] for r in records))
+    head = f"{first['kind']} {first['approach'] if len(approaches) == 1 else 'all approaches'} " \
+           f"{first['workload']} b{first['batch_size']} {first['device']}"
+    if first["kind"] == "recipe":
+        head = f"recipe {first['variant']}"
+    parts = []
+    for r in records:
+        label = r["variant"] or f"{r['mode']}/K{r['steps_per_call']}"
+        if len(approaches) > 1:
+            label = f"{r['approach']} {label}"
+        m = r.get("metrics") or {}
+        if r["status"] != "ok":
+            parts.append(f"{label}: {r['status']}")
+        elif "step_time_s" in m:
+            parts.append(f"{label} {m['step_time_s']['median'] * 1e3:.3g} ms")
+        elif "test_accuracy" in m:
+            tta = m.get("time_to_accuracy_s")
+            parts.append(f"test acc {m['test_accuracy']:.4f}" + (f", target in {tta:.1f} s" if tta else ""))
+    return f"{head}: {'; '.join(parts)}"

@@ -1,0 +1,128 @@
+"""The Python API: run the suite, load stored results, report and compare, from a script or a notebook.
+
+::
+
+    import tfbench
+
+    results = tfbench.run(profile="quick", approaches=["custom_tape", "keras_fit"], workloads=["mlp"],
+                          modes=["eager", "function"], batch_sizes=[128], stages=["step_time"], out="results")
+    frame = results.to_dataframe()          # one row per record (pandas)
+    results.plot_step_time("step_time.png")
+    results.report("report/")               # REPORT.md and its charts
+    tfbench.compare("baseline.json", results.paths)
+
+The command line (``tfbench run``, ``report``, ``compare``) is a thin layer over the same functions. Nothing
+here imports TensorFlow until :func:`run` really trains; names are checked before that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tfbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tfbench.benchmarks.gate.compare import Row
+
+PathLike = str | Path
+
+
+@dataclass(frozen=True)
+class Results:
+    """Stored results: one or more results files (each one run), read when asked."""
+
+    paths: tuple[Path, ...]
+
+    @property
+    def documents(self) -> list[dict]:
+        """Each file's whole document (checked against the schema)."""
+        from tfbench.benchmarks.results import load as load_document
+
+        return [load_document(path) for path in self.paths]
+
+    @property
+    def records(self) -> list[dict]:
+        return [record for document in self.documents for record in document["records"]]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per record, metrics flattened into columns (see :mod:`tfbench.reports.data`)."""
+        from tfbench.reports.data import load_results
+
+        return load_results(self.paths)
+
+    def report(self, out_dir: PathLike) -> Path:
+        """Write ``out_dir/REPORT.md`` and its charts; return REPORT.md's path."""
+        from tfbench.reports import write_report
+
+        return write_report(self.paths, out_dir)
+
+    def plot_step_time(self, path: PathLike) -> Path | None:
+        """The step-time chart as a PNG at ``path`` (None if there is no step-time record to draw)."""
+        from tfbench.reports import plot_step_time
+
+        return plot_step_time(self.to_dataframe(), Path(path))
+
+    def __repr__(self) -> str:
+        statuses: dict[str, int] = {}
+        for record in self.records:
+            statuses[record["status"]] = statuses.get(record["status"], 0) + 1
+        counts = ", ".join(f"{n} {status}" for status, n in statuses.items()) or "no records"
+        return f"Results({', '.join(str(p) for p in self.paths)}: {counts})"
+
+
+def load(paths: PathLike | Iterable[PathLike]) -> Results:
+    """Results files, or folders of them; a missing or damaged file fails here with one line naming it."""
+    from tfbench.reports.data import results_paths
+
+    results = Results(tuple(results_paths(paths)))
+    results.documents  # noqa: B018 (read now, so that a bad file fails here and not later)
+    return results
+
+
+def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, workloads: Sequence[str] | None = None,
+        modes: Sequence[str] | None = None, batch_sizes: Sequence[int] | None = None,
+        steps_per_call: Sequence[int] | None = None, stages: Sequence[str] | None = None, device: str = "auto",
+        dataset: str = "mnist", data_dir: PathLike | None = None, samples: int | None = None,
+        threads: tuple[int, int] | None = None, out: PathLike = "results", output: PathLike | None = None,
+        seed: int = 0, progress: bool = False) -> Results:
+    """Run the benchmark suite, as ``tfbench run`` does, and return its results.
+
+    ``profile`` is ``quick``, ``full`` or ``gate``; every other argument narrows it (None keeps the profile's
+    choice). ``threads`` is (threads per op, ops side by side); default: both the core count. The results file
+    is ``output``, or a new ``results-<run id>.json`` in ``out``. ``progress`` prints a line per job to stderr.
+    """
+    import sys
+
+    from tfbench.benchmarks.environment import cpu_count
+    from tfbench.benchmarks.plan import PROFILES, build_plan, check_device
+    from tfbench.benchmarks.suite import execute, quiet
+
+    check_device(device)
+    plan = build_plan(profile, approaches=approaches, workloads=workloads, modes=modes, batch_sizes=batch_sizes,
+                      steps_per_call=steps_per_call, stages=stages, dataset=dataset, data_dir=data_dir,
+                      samples=samples, seed=seed)
+    if threads is None:
+        pools = {"intra_op": PROFILES[profile].intra_op or cpu_count(), "inter_op": cpu_count()}
+    else:
+        if len(threads) != 2 or any(not isinstance(n, int) or n < 0 for n in threads):
+            raise ConfigError(f"threads must be (threads per op, ops side by side), whole numbers >= 0; "
+                              f"got {threads!r}")
+        pools = {"intra_op": threads[0], "inter_op": threads[1]}
+    log = (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True)) if progress else quiet
+    results = execute(plan, threads=pools, device=device, output=None if output is None else Path(output),
+                      out_dir=Path(out), log=log)
+    return Results((results.path,))
+
+
+def compare(baseline: PathLike | Iterable[PathLike] | Results, candidate: PathLike | Iterable[PathLike] | Results,
+            metric: str = "step_time") -> list[Row]:
+    """The regression gate's decision, record by record (worst first), as ``tfbench compare`` makes it."""
+    from tfbench.benchmarks.gate.compare import compare_documents
+
+    sides = [side if isinstance(side, Results) else load(side) for side in (baseline, candidate)]
+    return compare_documents(sides[0].documents, sides[1].documents, metric=metric)
