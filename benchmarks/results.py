@@ -16,9 +16,10 @@ One JSON file per run::
 A record is one measurement::
 
     {"id": "step_time/custom_tape/mlp/function/k1/cpu/b32/synthetic/",
-     "kind": "step_time" | "accuracy" | "recipe" | "input_pipeline",
+     "kind": "step_time" | "accuracy" | "recipe" | "input_pipeline" | "distributed",
      "approach", "workload", "mode", "steps_per_call", "device", "batch_size",
      "dataset", "variant" (recipe or pipeline name, else ""),
+     "strategy": "none" | "mirrored" | "multiworker", "replicas": int (replicas in sync),
      "status": "ok" | "unsupported" | "skipped" | "failed", "reason": str | None,
      "metrics": {...}, "started": iso time, "duration_s": float}
 
@@ -30,6 +31,28 @@ Metrics, where they apply: ``step_time_s`` (see :func:`summarize`),
 ``documented_accuracy``, ``documented_metric``, ``reproduced_accuracy``,
 ``harness_overhead_fraction``, ``known_cost`` (text: the approach's reason for
 extra work per step in that mode, see ``Trainer.known_cost``).
+
+``strategy`` and ``replicas`` were added after the first files were written: a
+record without them is read as ``"none"`` and ``1`` (one device), and its id
+is unchanged (the id names them only when a strategy is used). In a
+``distributed`` record ``batch_size`` is the batch *per replica*.
+
+Metrics of ``distributed`` records (besides ``step_time_s``, ``noisy``,
+``first_call_s`` and ``throughput_sps``, which counts the samples of the
+global batch per second):
+
+* ``global_batch_size`` (samples): the batch of one step over all replicas,
+  ``batch_size x replicas``;
+* ``scaling_efficiency`` (fraction): ``throughput(N) / (N x throughput(1))``,
+  against the same approach, mode and K at 1 replica under the same strategy
+  (under ``multiworker``, against the single-device record): 1 is perfect
+  scaling; on logical CPU devices, which share the cores, it measures the
+  strategy's overhead, not a speed-up;
+* ``vs_fastest`` (ratio): the step time over the fastest approach's at the
+  same strategy, replicas, mode and K (1 for the fastest);
+* ``vs_single_device`` (ratio): the step time over the same approach's
+  without a strategy at the same global batch, where measured (the cost of
+  the strategy itself at 1 replica).
 
 This module is pure Python + NumPy (no TensorFlow): the reports and the
 regression gate read results through it.
@@ -49,11 +72,13 @@ import numpy as np
 from tfbench.errors import TfbenchError
 
 SCHEMA_VERSION = 1
-KINDS = ("step_time", "accuracy", "recipe", "input_pipeline")
+KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "distributed")
 STATUSES = ("ok", "unsupported", "skipped", "failed")
+# Key fields a file written before tf.distribute support lacks, with the value they then mean.
+DISTRIBUTION_DEFAULTS = {"strategy": "none", "replicas": 1}
 KEY_FIELDS = ("kind", "approach", "workload", "mode", "steps_per_call", "device", "batch_size", "dataset",
-              "variant")
-RECORD_FIELDS = KEY_FIELDS + ("status", "reason", "metrics")
+              "variant", *DISTRIBUTION_DEFAULTS)
+RECORD_FIELDS = tuple(f for f in KEY_FIELDS if f not in DISTRIBUTION_DEFAULTS) + ("status", "reason", "metrics")
 # A sample set whose interquartile range exceeds this fraction of its median is flagged noisy.
 NOISY_IQR_FRACTION = 0.10
 
@@ -69,21 +94,25 @@ def now_iso() -> str:
 def record_id(record: dict) -> str:
     """A readable, unique key of what a record measures (not of its outcome)."""
     k = record
-    return (f"{k['kind']}/{k['approach']}/{k['workload']}/{k['mode']}/k{k['steps_per_call']}/"
-            f"{k['device']}/b{k['batch_size']}/{k['dataset']}/{k.get('variant') or ''}")
+    key = (f"{k['kind']}/{k['approach']}/{k['workload']}/{k['mode']}/k{k['steps_per_call']}/"
+           f"{k['device']}/b{k['batch_size']}/{k['dataset']}/{k.get('variant') or ''}")
+    strategy = k.get("strategy") or "none"
+    # Single-device ids stay what they were before strategies existed, so old files still match new ones.
+    return key if strategy == "none" else f"{key}/{strategy}x{k.get('replicas', 1)}"
 
 
 def make_record(kind: str, *, approach: str, workload: str, mode: str, steps_per_call: int, device: str,
                 batch_size: int, dataset: str, variant: str = "", status: str = "ok",
-                reason: str | None = None, metrics: dict | None = None) -> dict:
+                reason: str | None = None, metrics: dict | None = None, strategy: str = "none",
+                replicas: int = 1) -> dict:
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}")
     if status not in STATUSES:
         raise ValueError(f"unknown record status {status!r}")
     record = {"kind": kind, "approach": approach, "workload": workload, "mode": mode,
               "steps_per_call": int(steps_per_call), "device": device, "batch_size": int(batch_size),
-              "dataset": dataset, "variant": variant, "status": status, "reason": reason,
-              "metrics": metrics or {}}
+              "dataset": dataset, "variant": variant, "strategy": strategy, "replicas": int(replicas),
+              "status": status, "reason": reason, "metrics": metrics or {}}
     record["id"] = record_id(record)
     return record
 
@@ -145,6 +174,8 @@ def validate(document: object, source: str = "results") -> dict:
         if record["kind"] not in KINDS or record["status"] not in STATUSES:
             raise ResultsError(f"{source}: record {index} has kind {record['kind']!r} / "
                                f"status {record['status']!r}, expected one of {KINDS} / {STATUSES}")
+        for field, default in DISTRIBUTION_DEFAULTS.items():  # a file from before strategies: one device
+            record.setdefault(field, default)
     return document
 
 

@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 from tfbench.benchmarks.commands import positive_int
+from tfbench.benchmarks.multiworker import DEFAULT_TIMEOUT_S
 from tfbench.benchmarks.plan import DATASET_CHOICES, PROFILES, STAGE_NAMES, Plan, Profile, build_plan, check_device
 from tfbench.benchmarks.results import ResultsFile
 from tfbench.errors import ConfigError, UsageError
+from tfbench.implementations.distribute import STRATEGIES
 from tfbench.implementations.interface import MODES
 
 # --- CLI ---------------------------------------------------------------------------------------------------
@@ -44,6 +46,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="TensorFlow thread pools (default: as many threads per op and ops side by side "
                              "as cores; the gate profile: 1 thread per op; a resumed run: the run's own)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategy", default="none", choices=STRATEGIES,
+                        help="tf.distribute: mirrored (this machine's GPUs, or its CPU split into logical devices) "
+                             "or multiworker (TF_CONFIG, or local workers on loopback); measures the distributed "
+                             "stage unless --stages says otherwise")
+    parser.add_argument("--replicas", nargs="+", type=positive_int, metavar="N",
+                        help="replica counts (mirrored: default 1 2 4, 1 always included; multiworker: the "
+                             "cluster's, default 2 local workers or the TF_CONFIG cluster)")
+    parser.add_argument("--worker-timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                        help="stop local multiworker workers after S seconds (default %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     # Test-only: adds real busy work, a fraction of each record's warm-up step time, to every timed step.
     parser.add_argument("--inject-slowdown", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -52,10 +63,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def make_plan(args: argparse.Namespace) -> Plan:
     try:
         check_device(args.device)
+        replicas = args.replicas
+        if args.strategy == "multiworker":
+            from tfbench.benchmarks.multiworker import cluster_replicas
+
+            replicas = cluster_replicas(replicas)  # TF_CONFIG checked here, before TensorFlow starts
         return build_plan(args.profile, approaches=args.approach, workloads=args.workload, modes=args.mode,
                           batch_sizes=args.batch_size, steps_per_call=args.steps_per_call, stages=args.stages,
                           dataset=args.dataset, data_dir=args.data_dir, samples=args.samples,
-                          inject_slowdown=args.inject_slowdown, seed=args.seed)
+                          inject_slowdown=args.inject_slowdown, seed=args.seed, strategy=args.strategy,
+                          replicas=replicas)
     except ConfigError as error:
         raise UsageError(str(error)) from None
 
@@ -98,8 +115,21 @@ def main(args: argparse.Namespace) -> int:
         load(plan.dataset, data_dir=plan.data_dir)  # a DatasetError here is one line and exit 2
 
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True))
-    results = execute(plan, threads=threads, device=args.device, output=args.output, out_dir=args.out,
-                      resume=resume, log=log)
+    if plan.strategy == "multiworker" and resume is None:
+        from tfbench.benchmarks.multiworker import run_plan
+        from tfbench.benchmarks.suite import new_run_id
+
+        if args.worker_timeout <= 0:
+            raise UsageError(f"--worker-timeout must be > 0 seconds, got {args.worker_timeout:g}")
+        output = args.output or args.out / f"results-{new_run_id()}.json"
+        results, kept = run_plan(plan, threads=threads, device=args.device, output=output,
+                                 timeout_s=args.worker_timeout)
+        if not kept:
+            print("worker done; the chief writes the results file")
+            return 0
+    else:
+        results = execute(plan, threads=threads, device=args.device, output=args.output, out_dir=args.out,
+                          resume=resume, log=log)
 
     print_summary(results.records)
     skipped = [r for r in results.records if r["status"] == "skipped"]

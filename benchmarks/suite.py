@@ -50,6 +50,7 @@ def execute(plan: Plan, *, threads: dict, device: str = "auto", output: Path | N
             log: Callable[..., None] = quiet) -> ResultsFile:
     """Run ``plan`` (or continue ``resume``, whose stored plan it is) and return its complete results file."""
     tf, threads = set_up_tensorflow(threads)
+    STAGES["distributed"].prepare(plan, tf)  # logical CPU devices, a worker's strategy: before TF starts
     from tfbench.benchmarks import devices
     from tfbench.benchmarks.environment import capture
 
@@ -110,6 +111,8 @@ def describe(records: list[dict]) -> str:
     parts = []
     for r in records:
         label = r["variant"] or f"{r['mode']}/K{r['steps_per_call']}"
+        if r.get("strategy", "none") != "none":
+            label += f" {r['strategy']}x{r['replicas']}"
         if len(approaches) > 1:
             label = f"{r['approach']} {label}"
         m = r.get("metrics") or {}

@@ -3,13 +3,16 @@
 * :mod:`.step_time`: time per training step, every approach x workload x mode x K x batch size x device;
 * :mod:`.input_pipeline`: one step fed four ways, from device-resident tensors to the tutorials' NumPy slicing;
 * :mod:`.accuracy`: each approach trained on the real dataset, with time-to-accuracy;
-* :mod:`.recipe`: the tutorials' documented recipes, beside the figures they report.
+* :mod:`.recipe`: the tutorials' documented recipes, beside the figures they report;
+* :mod:`.distributed`: every approach under a ``tf.distribute`` strategy at 1, 2, 4... replicas (only when
+  the run names a strategy).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from tfbench.benchmarks.stages import accuracy, input_pipeline, recipe, step_time
+from tfbench.benchmarks.stages import accuracy, distributed, input_pipeline, recipe, step_time
 
-STAGES: dict[str, ModuleType] = {stage.KIND: stage for stage in (step_time, input_pipeline, accuracy, recipe)}
+STAGES: dict[str, ModuleType] = {stage.KIND: stage
+                                 for stage in (step_time, input_pipeline, accuracy, recipe, distributed)}
