@@ -22,8 +22,9 @@ the compiled function ``fit`` itself calls once per K steps.
 Under a ``tf.distribute`` strategy, ``fit`` needs only ``strategy.scope()``
 around building and compiling the model: Keras then splits each global
 batch among the replicas, runs its step with ``strategy.run`` and scales the
-loss by the global batch itself. Two things it cannot do here (Keras 3.15,
-TF 2.21), see :meth:`KerasFit.unsupported`: XLA, and K > 1 steps per call.
+loss by the global batch itself. What it cannot do here (Keras 3.15, TF 2.21;
+see :meth:`KerasFit.unsupported`): XLA and K > 1 steps per call under a
+strategy, and MultiWorkerMirroredStrategy at all.
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ class KerasFit(Trainer):
 
     @classmethod
     def unsupported(cls, workload, mode, strategy="none", steps_per_call=1):
+        if strategy == "multiworker":
+            # Measured here with two workers on loopback, in every mode; the workaround users report is
+            # the legacy tf-keras (Keras 2).
+            return ("Keras 3's fit reduces its scalar logs across workers with strategy.reduce(MEAN, axis=0), "
+                    "which fails under MultiWorkerMirroredStrategy (ValueError: Invalid reduction dimension 0 "
+                    "for input with 0 dimensions; tensorflow/tensorflow#72388)")
         if strategy != "none" and mode == "function" and steps_per_call > 1:
             # Measured here: fit and train_function both fail from the second step of one call.
             return ("under a strategy, Keras 3's steps_per_execution loop runs each step inside a tf.cond, and "
