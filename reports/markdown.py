@@ -20,10 +20,10 @@ NOISY_MARK = "†"
 DASH = "—"
 # chart name -> section it is shown in; accuracy_curves_<workload> charts go with the accuracy section.
 CHART_SECTIONS = {"step_time": "step_time", "batch_size": "step_time", "speedup": "speedup",
-                  "throughput": "throughput", "time_to_accuracy": "accuracy"}
+                  "throughput": "throughput", "time_to_accuracy": "accuracy", "scaling": "distributed"}
 CHART_TITLES = {"step_time": "Step time by approach and mode", "batch_size": "Throughput against batch size",
                 "speedup": "Speedup over eager", "throughput": "Throughput by device",
-                "time_to_accuracy": "Time to target accuracy"}
+                "time_to_accuracy": "Time to target accuracy", "scaling": "Scaling efficiency against replicas"}
 
 
 # --- numbers ---------------------------------------------------------------------------------------------
@@ -513,6 +513,12 @@ def _noisy(frame: pd.DataFrame) -> list[str]:
     return out
 
 
+def _distributed(frame: pd.DataFrame) -> list[str]:
+    from tfbench.reports.distributed import section  # its own module; it uses this one's number formats
+
+    return section(frame)
+
+
 SECTIONS = (
     ("summary", "Summary", _summary),
     ("environment", "Environment", _environment),
@@ -523,6 +529,7 @@ SECTIONS = (
     ("input_pipeline", "Input pipeline", _input_pipeline),
     ("accuracy", "Accuracy and time-to-accuracy", _accuracy),
     ("recipes", "Documented recipes", _recipes),
+    ("distributed", "Scaling out with tf.distribute", _distributed),
     ("not_ok", "Unsupported, skipped and failed records", _not_ok),
     ("noisy", "Noisy measurements", _noisy),
 )

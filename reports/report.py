@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tfbench.reports.data import load_results, ok
+from tfbench.reports.distributed import plot_scaling
 from tfbench.reports.markdown import to_markdown
 from tfbench.reports.plots import (
     plot_accuracy_curves,
@@ -20,7 +21,7 @@ REPORT_NAME = "REPORT.md"
 FIGURES = "figures"  # the charts' folder, beside REPORT.md
 # chart name -> plot function; the file is figures/<name>.png.
 CHARTS = {"step_time": plot_step_time, "batch_size": plot_batch_size, "speedup": plot_speedup,
-          "throughput": plot_throughput, "time_to_accuracy": plot_time_to_accuracy}
+          "throughput": plot_throughput, "time_to_accuracy": plot_time_to_accuracy, "scaling": plot_scaling}
 
 
 def write_report(paths: str | Path | Iterable[str | Path], out_dir: str | Path) -> Path:

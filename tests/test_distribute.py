@@ -223,8 +223,8 @@ def test_bad_strategy_input_is_one_line_and_exit_2(capsys, monkeypatch, argv, fr
 def test_a_malformed_tf_config_on_the_command_line_is_one_line_and_exit_2(capsys, monkeypatch, tf_config, replicas,
                                                                           fragment):
     monkeypatch.setenv("TF_CONFIG", tf_config)
-    assert_one_line_error(capsys, ["run", "--strategy", "multiworker", *(["--replicas", *replicas] if replicas else [])],
-                          fragment)
+    replicas_option = ["--replicas", *replicas] if replicas else []
+    assert_one_line_error(capsys, ["run", "--strategy", "multiworker", *replicas_option], fragment)
 
 
 def test_strategy_input_is_checked_before_tensorflow_is_imported():
@@ -362,3 +362,50 @@ def test_workers_that_run_too_long_are_stopped():
     with pytest.raises(WorkerError, match="did not finish within 1 s"):
         launch(lambda index: _python("import time; time.sleep(60)"), 2, timeout_s=1)
     assert time.monotonic() - start < 20
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+
+def _distributed_results(path: Path) -> Path:
+    from tfbench.benchmarks.results import make_record, summarize
+
+    records = []
+    for approach, strategy, replicas, step in [("custom_tape", "none", 1, 1e-3), ("raw_tf_nn", "none", 1, 1e-3),
+                                               ("custom_tape", "mirrored", 1, 1.2e-3),
+                                               ("custom_tape", "mirrored", 2, 2e-3),
+                                               ("raw_tf_nn", "mirrored", 1, 1e-3),
+                                               ("raw_tf_nn", "mirrored", 2, 1.6e-3)]:
+        metrics = {"step_time_s": summarize([step] * 3), "noisy": False, "global_batch_size": 8 * replicas,
+                   "throughput_sps": 8 * replicas / step}
+        if strategy != "none":
+            one = {"custom_tape": 1.2e-3, "raw_tf_nn": 1e-3}[approach]
+            metrics["scaling_efficiency"] = (8 * replicas / step) / (replicas * 8 / one)
+            metrics["vs_fastest"] = step / {1: 1e-3, 2: 1.6e-3}[replicas]
+        records.append(make_record("distributed", approach=approach, workload="mlp", mode="function",
+                                   steps_per_call=1, device="cpu", batch_size=8, dataset="synthetic",
+                                   variant="mirrored_baseline" if strategy == "none" else "", strategy=strategy,
+                                   replicas=replicas, metrics=metrics))
+    document = {"schema_version": 1, "run_id": "r1", "created": "2026-11-23T00:00:00+00:00",
+                "updated": "2026-11-23T00:00:00+00:00", "complete": True, "config": {"profile": "quick"},
+                "environment": {"machine_id": "m1"}, "devices": [{"name": "cpu", "kind": "cpu"}],
+                "records": records}
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_the_report_shows_scaling_efficiency_and_says_logical_devices_share_the_cores(tmp_path):
+    from tfbench.reports import write_report
+
+    report = write_report([_distributed_results(tmp_path / "results.json")], tmp_path / "report").read_text()
+    section = report[report.index("## Scaling out with tf.distribute"):]
+    section = section[:section.index("\n## ", 5)]
+    assert "Logical CPU devices share the same cores" in section and "never a speed-up" in section
+    rows = [line for line in section.splitlines() if line.startswith("| custom_tape")]
+    assert len(rows) == 3 and "1 (no strategy)" in rows[0]
+    assert "60%" in rows[2] and "1.25x" in rows[2]  # (16 / 2 ms) / (2 x 8 / 1.2 ms) = 0.6; 2 / 1.6 ms
+    assert "- MirroredStrategy x2, mlp" in section and "raw_tf_nn 1.00x, custom_tape 1.25x" in section
+    assert "![Scaling efficiency against replicas](figures/scaling.png)" in section
+    assert (tmp_path / "report" / "figures" / "scaling.png").stat().st_size > 10_000
+    # The single-device sections do not count distributed records as step times.
+    assert "Step time by approach and mode" not in report

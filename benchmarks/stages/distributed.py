@@ -68,7 +68,9 @@ def jobs(context: Context) -> list[Job]:
             for mode, k in configs(plan):
                 for replicas in [None, *plan.replicas]:  # None: the single-device baseline
                     for approach in plan.approaches:
-                        distributed = {} if replicas is None else {"strategy": plan.strategy, "replicas": replicas}
+                        # The baseline is named after the strategy it was measured beside (its own id per run).
+                        distributed = ({"variant": f"{plan.strategy}_baseline"} if replicas is None
+                                       else {"strategy": plan.strategy, "replicas": replicas})
                         stubs.append(context.stub(KIND, approach=approach, workload=workload, mode=mode,
                                                   steps_per_call=k, device=device.name, batch_size=batch_size,
                                                   **distributed))
