@@ -81,6 +81,17 @@ PARITY_SCRIPT = textwrap.dedent("""
         results[f"{{approach}}/{{mode}}/{{k}}"] = check_weights(
             approach, "mlp", strategy="mirrored", replicas={replicas}, global_batch=batch, steps={steps},
             mode=mode, steps_per_call=k)
+    # fit(): whole epochs of shuffled batches (the last one short), on one device and on {replicas} replicas.
+    from tfbench.implementations import build
+    from tfbench.implementations.interface import OptimizerSpec, TrainConfig
+    rng = np.random.default_rng(3)
+    x, y = rng.random((72, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 72).astype(np.int32)
+    for approach in ("custom_tape", "keras_fit"):
+        for strategy, replicas in (("none", 1), ("mirrored", {replicas})):
+            trainer = build(approach, "mlp", TrainConfig(optimizer=OptimizerSpec("sgd", 0.05), strategy=strategy,
+                                                         replicas=replicas))
+            trainer.fit(x, y, epochs=2, batch_size=16, seed=5)
+            results[f"fit/{{approach}}/{{strategy}}"] = trainer.get_weights()
     import tfbench.implementations as registry
     registry.approaches()["custom_tape"] = WrongScaling
     results["wrong_scaling"] = check_weights("custom_tape", "mlp", strategy="mirrored", replicas={replicas},
@@ -115,6 +126,12 @@ def test_two_replicas_end_with_the_weights_of_one_device_at_the_global_batch(mir
     assert not any(np.array_equal(w, w0) for w, w0 in zip(reference, get_workload("mlp").init_weights(0))), \
         "the reference trained"
     assert mismatches(distributed, reference) == [], f"{approach} {mode} K={k}: weights differ"
+
+
+@pytest.mark.parametrize("approach", ["custom_tape", "keras_fit"])
+def test_fit_on_two_replicas_ends_where_fit_on_one_device_ends(mirrored, approach):
+    # Two epochs of 72 examples in batches of 16: the last batch of each epoch (8) splits 4 + 4.
+    assert mismatches(mirrored[f"fit/{approach}/mirrored"], mirrored[f"fit/{approach}/none"]) == []
 
 
 def test_the_parity_check_catches_a_loss_divided_by_the_replica_batch(mirrored):
@@ -285,14 +302,14 @@ def test_tfbench_run_mirrored_two_replicas_writes_scaling_records(tmp_path):
     # A fresh process: the run splits the CPU into logical devices before TensorFlow starts.
     out = tmp_path / "mirrored.json"
     process = subprocess.run([sys.executable, "-m", "tfbench", "run", "--strategy", "mirrored", "--replicas", "2",
-                              "--approach", "custom_tape", "naive_sequential", "--workload", "mlp", "--mode",
+                              "--approach", "custom_tape", "raw_tf_nn", "--workload", "mlp", "--mode",
                               "function", "xla", "--steps-per-call", "1", "--batch-size", "8", "--samples", "3",
                               "--quiet", "--output", str(out)], cwd=ROOT, env=ENV, capture_output=True, text=True,
                              timeout=600)
     assert process.returncode == 0, process.stderr[-3000:]
     records = {(r["approach"], r["mode"], r["strategy"], r["replicas"]): r for r in load(out)["records"]}
     assert {r["kind"] for r in records.values()} == {"distributed"}
-    for approach in ("custom_tape", "naive_sequential"):
+    for approach in ("custom_tape", "raw_tf_nn"):
         two = records[approach, "function", "mirrored", 2]
         assert two["status"] == "ok" and two["batch_size"] == 8 and two["metrics"]["global_batch_size"] == 16
         assert two["metrics"]["scaling_efficiency"] > 0 and two["metrics"]["vs_fastest"] >= 1
