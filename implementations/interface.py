@@ -156,11 +156,12 @@ class Trainer(ABC):
         """Why this approach cannot run ``workload`` in ``mode`` (under ``strategy``, K steps per call), or
         None if it can."""
         if strategy != "none" and mode == "xla":
-            # Measured here (TF 2.21, MirroredStrategy over two logical CPUs): jit_compile=True around
-            # strategy.run, or around the replica step, fails.
-            return ("XLA compiles a function for one device: jit_compile=True around strategy.run, or around "
-                    "one replica's step, reads the other replicas' variables from the first device and fails "
-                    "(InvalidArgumentError: Trying to access resource ... located in device CPU:1 from CPU:0)")
+            # Measured here (TF 2.21; two logical CPUs, and two workers on loopback).
+            return ("XLA compiles a function for one device: under MirroredStrategy, jit_compile=True around "
+                    "strategy.run, or around one replica's step, reads the other replicas' variables from the "
+                    "first device (InvalidArgumentError: Trying to access resource ... located in device CPU:1 "
+                    "from CPU:0); under MultiWorkerMirroredStrategy, the distributed iterator that feeds the "
+                    "K steps has no XLA kernel (IteratorGetNextAsOptional)")
         return None
 
     @classmethod
