@@ -118,7 +118,14 @@ def make_strategy(strategy: str, replicas: int):
 
     validate(strategy, replicas)
     if strategy == "mirrored":
-        return tf.distribute.MirroredStrategy(local_devices(replicas))
+        devices = local_devices(replicas)
+        if all("CPU" in name for name in devices):
+            # On CPUs the default all-reduce is a collective op whose group key every MirroredStrategy of a
+            # process shares: a second strategy of another size then aborts ("is joining a group with size 4,
+            # but that group has size 2"; measured here). Reducing on one device and broadcasting lets 1, 2 and
+            # 4 replicas run in one process; GPUs keep the default (NCCL).
+            return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+        return tf.distribute.MirroredStrategy(devices)
     if strategy == "multiworker":
         parse_tf_config(os.environ.get("TF_CONFIG"))
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
