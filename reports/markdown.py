@@ -14,6 +14,7 @@ from tabulate import tabulate
 
 from tfbench.benchmarks.results import NOISY_IQR_FRACTION
 from tfbench.reports.data import approach_rank, latest, mode_rank, ok, ordered, sort_key
+from tfbench.reports.headline import folded, headline
 
 TITLE = "TensorFlow training benchmark report"
 NOISY_MARK = "†"
@@ -519,6 +520,7 @@ def _distributed(frame: pd.DataFrame) -> list[str]:
     return section(frame)
 
 
+OPEN_SECTIONS = ("summary",)  # short: shown unfolded under the headline
 SECTIONS = (
     ("summary", "Summary", _summary),
     ("environment", "Environment", _environment),
@@ -553,15 +555,21 @@ def _chart_title(name: str) -> str:
 def to_markdown(frame: pd.DataFrame, charts: dict[str, str] | None = None) -> str:
     """The whole report; ``charts`` maps chart names (``step_time``, ``accuracy_curves_mlp``...) to image links.
 
-    When several runs of one machine measured the same thing, only the newest run's record is shown.
+    It opens with the headline (:mod:`tfbench.reports.headline`), which fits one screen; every later section
+    keeps its heading, with its tables and charts folded in a ``<details>`` block. When several runs of one
+    machine measured the same thing, only the newest run's record is shown.
     """
     frame = latest(frame)
+    charts = dict(charts or {})
+    lines = [f"# {TITLE}", "", "## The answer in one screen", ""]
+    lines += headline(frame, charts.pop("step_time", None))
+    lines += ["", "The details follow, one section each; click a section's line to unfold its tables.", ""]
     by_section: dict[str, list[str]] = {}
-    for name, link in (charts or {}).items():
+    for name, link in charts.items():
         by_section.setdefault(_chart_section(name), []).append(f"![{_chart_title(name)}]({link})")
-    lines = [f"# {TITLE}", ""]
     for key, heading, render in SECTIONS:
-        lines += [f"## {heading}", ""] + render(frame) + [""]
-        if key in by_section:
-            lines += [line for image in by_section[key] for line in (image, "")]
+        body = render(frame) + [line for image in by_section.get(key, []) for line in ("", image)]
+        if key not in OPEN_SECTIONS:
+            body = folded(f"Show {heading.lower()}", body)
+        lines += [f"## {heading}", ""] + body + [""]
     return "\n".join(lines).rstrip("\n") + "\n"

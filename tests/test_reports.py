@@ -38,8 +38,9 @@ FIXTURES = ROOT / "tests" / "fixtures"
 CPU = FIXTURES / "results_cpu.json"
 GPU = FIXTURES / "results_gpu.json"
 CPU_MACHINE, GPU_MACHINE = "3f9a1c0b2d4e", "b7e2041c9a55"  # environment.machine_id of the two fixtures
-SECTIONS = ["Summary", "Environment", "Step time", "Speedup over eager", "Throughput by device", "Roofline",
-            "Input pipeline", "Accuracy and time-to-accuracy", "Documented recipes",
+SECTIONS = ["The answer in one screen", "Summary", "Environment", "Step time", "Speedup over eager",
+            "Throughput by device", "Roofline",
+            "Input pipeline", "Accuracy and time-to-accuracy", "Documented recipes", "Scaling out with tf.distribute",
             "Unsupported, skipped and failed records", "Noisy measurements"]
 # Every chart the fixtures give data for, with its size in pixels.
 CHART_SIZES = {"step_time.png": (1000, 500), "speedup.png": (1000, 500), "throughput.png": (1000, 500),
@@ -184,6 +185,34 @@ def test_every_section_in_order(markdown):
     assert markdown.startswith("# ")
     headings = [line[3:] for line in markdown.splitlines() if line.startswith("## ")]
     assert headings == SECTIONS
+
+
+def test_the_headline_comes_first_and_every_long_section_is_folded(report):
+    markdown = report.read_text()
+    first_details = markdown.index("<details>")
+    assert markdown.index("## The answer in one screen") < markdown.index("| approach | at its best |")
+    assert markdown.index("| approach | at its best |") < first_details
+    assert markdown.index("![Step time by approach and mode]") < first_details  # the most telling chart, open
+    for heading in SECTIONS[2:]:  # each detail section's tables sit in a <details> block (or it is one line)
+        body = section(markdown, heading).strip().split("\n", 1)[1].strip()  # without its heading
+        assert body.startswith("<details><summary>") or body.count("\n") < 3, heading
+    assert markdown.count("<details>") == markdown.count("</details>")
+
+
+def test_the_headline_ranks_each_approach_at_its_best_with_its_compiled_gains(markdown):
+    rows = {}
+    for line in section(markdown, "The answer in one screen").splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and cells[0] != "approach":
+            rows.setdefault(cells[0], cells)  # the first table: mlp
+    # The fixture's cpu at batch 32 (the chart's): the fastest approach at 1.00x, the others behind it.
+    assert sorted(float(r[3].rstrip("x")) for r in rows.values())[0] == 1.00
+    eager = record(CPU, kind="step_time", approach="custom_tape", workload="mlp", mode="eager", batch_size=32,
+                   device="cpu", status="ok")
+    function = record(CPU, kind="step_time", approach="custom_tape", workload="mlp", mode="function",
+                      steps_per_call=1, batch_size=32, device="cpu")
+    gain = eager["metrics"]["step_time_s"]["median"] / function["metrics"]["step_time_s"]["median"]
+    assert rows["custom_tape"][4] == f"{gain:.2f}x"
 
 
 def test_step_time_cells_are_rounded_medians_with_range(markdown):
