@@ -171,4 +171,10 @@ def print_summary(records: list[dict]) -> None:
     if rows:
         print()
         print(tabulate(rows, headers=["kind", "approach / recipe", "workload", "dataset", "test acc", "TTA s"]))
+    from tfbench.benchmarks.stages.distributed import summary_table
+
+    distributed = summary_table(records)
+    if distributed:
+        print()
+        print(distributed)
 

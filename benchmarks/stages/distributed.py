@@ -183,3 +183,24 @@ def _config(record: dict, **override) -> tuple:
 
 def record_median(record: dict) -> float:
     return record["metrics"]["step_time_s"]["median"]
+
+
+def summary_table(records: list[dict]) -> str | None:
+    """The run's distributed records as a plain-text table for the terminal, or None if there are none."""
+    from tabulate import tabulate
+
+    rows = []
+    for r in records:
+        if r["kind"] != KIND or r["status"] != "ok":
+            continue
+        m = r["metrics"]
+        where = "one device" if r["strategy"] == "none" else f"{r['strategy']} x{r['replicas']}"
+        efficiency = m.get("scaling_efficiency")
+        rows.append([r["workload"], r["batch_size"], r["approach"], r["mode"], r["steps_per_call"], where,
+                     f"{m['step_time_s']['median'] * 1e3:.3g}", f"{m['throughput_sps']:,.0f}",
+                     "" if efficiency is None else f"{100 * efficiency:.0f}%", f"{m['vs_fastest']:.2f}x"
+                     + ("  noisy" if m.get("noisy") else "")])
+    if not rows:
+        return None
+    return tabulate(rows, headers=["workload", "batch/replica", "approach", "mode", "K", "strategy", "ms/step",
+                                   "samples/s", "efficiency", "vs fastest"])
