@@ -89,7 +89,8 @@ def cluster_size(config: dict) -> int:
 
 
 def local_devices(replicas: int, tf=None) -> list[str]:
-    """The first ``replicas`` local devices for a MirroredStrategy: GPUs if there are that many, else CPUs.
+    """The first ``replicas`` local devices for a MirroredStrategy: the GPUs on a machine that has any, else
+    the CPU's logical devices.
 
     Logical CPU devices (:func:`tfbench.benchmarks.devices.split_cpu`) stand in for GPUs on a machine
     without any; they share the same cores.
@@ -97,10 +98,9 @@ def local_devices(replicas: int, tf=None) -> list[str]:
     if tf is None:
         import tensorflow as tf
     gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
-    pool = gpus if len(gpus) >= replicas else cpus
+    pool = gpus or tf.config.list_logical_devices("CPU")
     if len(pool) < replicas:
-        found = f"{len(gpus)} GPU(s) and {len(cpus)} CPU device(s)"
+        found = f"{len(gpus)} GPU(s)" if gpus else f"{len(pool)} logical CPU device(s)"
         raise ConfigError(f"{replicas} replicas need {replicas} devices; found {found} (on a CPU, split it into "
                           f"logical devices before TensorFlow starts: tfbench run does so for --replicas)")
     return [device.name for device in pool[:replicas]]

@@ -274,6 +274,13 @@ def test_more_replicas_than_gpus_is_a_usage_error():
     gpus = [Device(f"gpu:{i}", "gpu", f"/GPU:{i}", "fake") for i in range(2)]
     with pytest.raises(UsageError, match="4 replicas need as many gpu devices; found 2"):
         distributed.jobs(Context(plan=plan, devices=gpus, results=None, log=print, tf=None))
+    cpu = Device("cpu", "cpu", "/CPU:0", "fake")
+    with pytest.raises(UsageError, match="spans this machine's GPUs, not its CPU"):
+        distributed.jobs(Context(plan=plan, devices=[cpu, *gpus], results=None, log=print, tf=None))
+    two = build_plan(strategy="mirrored", replicas=[2], approaches=["custom_tape"], workloads=["mlp"])
+    [job] = distributed.jobs(Context(plan=two, devices=gpus, results=None, log=print, tf=None))
+    assert {(s["strategy"], s["replicas"]) for s in job.stubs} == {("none", 1), ("mirrored", 1), ("mirrored", 2)}
+    assert all(s["device"] == "gpu:0" for s in job.stubs)
 
 
 # --- the scaling arithmetic -------------------------------------------------------------------------------

@@ -56,6 +56,11 @@ def jobs(context: Context) -> list[Job]:
     if plan.strategy == "none":
         return []
     device = context.devices[0]  # the strategy spans this kind of device
+    has_gpus = any(d.kind != "cpu" for d in context.devices) or bool(
+        context.tf is not None and context.tf.config.list_physical_devices("GPU"))
+    if plan.strategy == "mirrored" and device.kind == "cpu" and has_gpus:
+        # distribute.local_devices takes the GPUs wherever there are any: a "cpu" record would be wrong.
+        raise UsageError("a mirrored run spans this machine's GPUs, not its CPU: use --device gpu (or auto)")
     if plan.strategy == "mirrored" and device.kind != "cpu":
         same_kind = [d for d in context.devices if d.kind == device.kind]
         if len(same_kind) < max(plan.replicas):
