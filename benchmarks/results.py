@@ -52,7 +52,7 @@ global batch per second):
   same strategy, replicas, mode and K (1 for the fastest);
 * ``vs_single_device`` (ratio): the step time over the same approach's
   without a strategy at the same global batch, where measured (the cost of
-  the strategy itself at 1 replica).
+  the strategy itself at 1 replica, its distributed input pipeline included).
 
 This module is pure Python + NumPy (no TensorFlow): the reports and the
 regression gate read results through it.

@@ -11,7 +11,9 @@ and all of them are timed interleaved in one process: the approaches of one (rep
 block timed back to back, so that each style's cost relative to the fastest is measured on the same machine
 state. From the medians: throughput (global samples per second), the scaling efficiency
 ``throughput(N) / (N x throughput(1))``, each approach against the fastest, and at one replica the cost of
-the strategy itself against no strategy.
+the strategy itself against no strategy. That last ratio includes the input path the idiom requires: under a
+strategy the batches come through a distributed dataset, while the single-device baseline of a hand-written
+loop takes device-resident tensors (as in the step-time stage); ``keras_fit`` uses ``tf.data`` in both.
 
 ``mirrored`` uses the GPUs if there are enough, else the CPU split into logical devices
 (:func:`tfbench.benchmarks.devices.split_cpu`, done before TensorFlow starts). Logical CPU devices share the
