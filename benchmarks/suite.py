@@ -111,8 +111,9 @@ def describe(records: list[dict]) -> str:
     parts = []
     for r in records:
         label = r["variant"] or f"{r['mode']}/K{r['steps_per_call']}"
-        if r.get("strategy", "none") != "none":
-            label += f" {r['strategy']}x{r['replicas']}"
+        if r["kind"] == "distributed":  # its variant only names the baseline: say the mode, K and replicas
+            where = "one device" if r["strategy"] == "none" else f"{r['strategy']} x{r['replicas']}"
+            label = f"{r['mode']}/K{r['steps_per_call']} {where}"
         if len(approaches) > 1:
             label = f"{r['approach']} {label}"
         m = r.get("metrics") or {}
