@@ -86,32 +86,44 @@ def _style_costs(records: pd.DataFrame) -> list[str]:
 
 
 def plot_scaling(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame | None:
-    """Scaling efficiency against replicas, one line per approach (and mode/K when there are several), one
-    panel per strategy and workload; the ideal (1) as a dashed line. Returns the rows drawn, or None."""
+    """Scaling efficiency against replicas, one panel per strategy and workload, one colour per approach and
+    one line style per K; the ideal (1) dashed and, for CPU devices, 1/N dotted (shared cores, no overhead).
+    Returns the rows drawn, or None."""
     records = _records(latest(frame))
     records = records[(records["strategy"] != "none") & records["scaling_efficiency"].notna()] \
         if not records.empty and "scaling_efficiency" in records.columns else records.iloc[0:0]
     if records.empty:
         return None
     panels = list(dict.fromkeys(zip(records["strategy"], records["workload"])))
-    figure = Figure(figsize=(5 * len(panels), 4.5), dpi=100, layout="constrained")
+    figure = Figure(figsize=(5 * len(panels) + 1, 5), dpi=100, layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    ks = sorted(records["steps_per_call"].unique())
+    styles = dict(zip(ks, ("-", "--", ":", "-.")))
+    settings = records[["mode", "batch_size", "device_label"]].drop_duplicates()
+    handles = {}
     for ax, (strategy, workload) in zip(axes, panels):
         panel = records[(records["strategy"] == strategy) & (records["workload"] == workload)]
-        several = panel[["mode", "steps_per_call", "batch_size", "device_label"]].drop_duplicates().shape[0] > 1
         for (approach, mode, k, batch, device), line in ordered(panel).groupby(
                 ["approach", "mode", "steps_per_call", "batch_size", "device_label"], sort=False):
             line = line.sort_values("replicas")
-            label = approach + (f" ({mode}, K={int(k)}, b{int(batch)}, {device})" if several else "")
-            ax.plot(line["replicas"], line["scaling_efficiency"], marker="o", color=approach_colour(approach),
-                    label=label)
-        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="ideal")
-        ax.set_xticks(sorted(panel["replicas"].unique()))
+            label = approach + (f", K={int(k)}" if len(ks) > 1 else "")
+            if len(settings) > 1:
+                label += f" ({mode}, b{int(batch)}, {device})"
+            (handle,) = ax.plot(line["replicas"], line["scaling_efficiency"], marker="o",
+                                linestyle=styles.get(k, "-"), color=approach_colour(approach), label=label)
+            handles.setdefault(label, handle)
+        replicas = sorted(int(n) for n in panel["replicas"].unique())
+        handles.setdefault("ideal (1)", ax.axhline(1.0, color="grey", linestyle="--", linewidth=1))
+        if (panel["device_kind"].fillna("cpu") == "cpu").all():
+            xs = list(range(1, max(replicas) + 1))
+            (shared,) = ax.plot(xs, [1 / n for n in xs], color="black", linestyle=":", linewidth=1)
+            handles.setdefault("1/N: shared cores, no overhead", shared)
+        ax.set_xticks(replicas if 1 in replicas else [1, *replicas])
         ax.set_xlabel("replicas")
         ax.set_ylabel("scaling efficiency")
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.05)
         ax.set_title(f"{STRATEGY_NAMES.get(strategy, strategy)}, {workload}")
-        ax.legend(fontsize="small")
+    figure.legend(list(handles.values()), list(handles), loc="outside right center", fontsize="small")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return records
