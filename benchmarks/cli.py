@@ -6,13 +6,18 @@ and TensorFlow only when a subcommand really trains (``tfbench report`` and
 ``tfbench compare`` never load it).
 
 Bad input is one readable line on stderr and exit status 2, never a traceback.
+Ctrl-C (SIGINT) and SIGTERM (what ``kill``, CI runners and job schedulers send)
+end a command alike: one line, exit status 130 or 143 (128 + the signal), and a
+run keeps every record measured so far (``tfbench run --resume`` completes it).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from tfbench.errors import TfbenchError, UsageError
 
@@ -51,10 +56,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Python next runs so that it unwinds exactly as Ctrl-C does."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Import only the chosen subcommand's module: `tfbench report` must not pay for TensorFlow.
     chosen = next((a for a in argv if not a.startswith("-")), None)
+    # Python ends on SIGTERM at once, without unwinding; handled, it ends like Ctrl-C. (Only the main
+    # thread may set a handler: a caller running main() in a thread keeps the default.)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         args = build_parser(chosen if chosen in SUBCOMMANDS else None).parse_args(argv)
         handler = getattr(_module(args.command), f"main_{args.command.replace('-', '_')}", None)
@@ -63,9 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if error.args else str(error)
         print(f"tfbench: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("tfbench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, Terminated)
+        detail = f": {interrupt.args[0]}" if interrupt.args else ""  # e.g. what a run kept, and how to resume
+        print(f"tfbench: interrupted ({'SIGTERM' if terminated else 'SIGINT'}){detail}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+    finally:
+        if in_main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,17 @@
-"""``tfbench list`` and ``tfbench train``."""
+"""``tfbench list`` and ``tfbench train``.
+
+``tfbench train`` exits 0 when training completed, 2 on bad input (one line),
+and :data:`EXIT_FAILED` (3) when the loss became NaN or infinite: the
+``--json`` file is then still written, with ``"status": "failed"``, the
+reason (epoch and step) and the epochs completed before.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tfbench.benchmarks.plan import DATASET_CHOICES
@@ -11,6 +19,9 @@ from tfbench.errors import ConfigError
 from tfbench.implementations.interface import MODES, OptimizerSpec, TrainConfig
 from tfbench.implementations.recipes import RECIPES, get_recipe
 from tfbench.implementations.workloads import WORKLOADS, get_workload
+
+# Exit status of `tfbench train` and `tfbench run` when training or a record failed (the output is written).
+EXIT_FAILED = 3
 
 
 def positive_int(text: str) -> int:
@@ -90,8 +101,11 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", type=str, default=None,
                         help="NAME:LR, e.g. adam:1e-3 (default); dual_optimizer_tape: the book's Adam/Nadam pair")
     parser.add_argument("--upper-optimizer", type=str, default=None, help="dual_optimizer_tape's upper block")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="use dataset files whose checksums do not match (their structure is still checked)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="write the result as JSON (also when training diverges: status failed, exit 3)")
 
 
 def _print_epoch(record: dict) -> None:
@@ -121,45 +135,68 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def main_train(args: argparse.Namespace) -> int:
-    from tfbench.errors import UsageError
+    from tfbench.errors import TrainingDiverged, UsageError
 
     if args.recipe and args.approach:
         raise UsageError("give either --recipe or --approach, not both")
     if not args.recipe and not args.approach:
         raise UsageError("give --approach A (see `tfbench list`) or --recipe NAME")
-    if args.recipe:
-        recipe = get_recipe(args.recipe)
-        from tfbench.benchmarks.training import run_recipe
+    if args.json:
+        from tfbench.benchmarks.outputs import check_file
 
-        print(f"{recipe.title}: {recipe.approach} on {recipe.workload}, {recipe.optimizer}, batch "
-              f"{recipe.batch_size}, {args.epochs or recipe.epochs} epochs, {recipe.dataset}", flush=True)
-        result = run_recipe(recipe, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed, on_epoch=_print_epoch)
-        documented = (f"{recipe.documented_accuracy:.4f}" if recipe.documented_accuracy is not None
+        check_file(args.json, "the --json file")  # before training, not after it
+    what, run = (_recipe if args.recipe else _approach)(args, verify=not args.no_verify)
+    try:
+        summary = {**what, "status": "ok", **run()}
+    except TrainingDiverged as error:
+        _write_json(args, {**what, "status": "failed", "reason": str(error), "history": error.history})
+        print(f"tfbench: training failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    _write_json(args, summary)  # first: the result is kept even if printing the figures fails
+    if "recipe" in summary:
+        documented = (f"{summary['documented_accuracy']:.4f}" if summary["documented_accuracy"] is not None
                       else "none reported")
-        print(f"{recipe.documented_metric}: reproduced {result['reproduced_accuracy']:.4f}, documented {documented}")
-        print(f"test accuracy: {result['test_accuracy']:.4f}")
-        summary = {"recipe": recipe.name, "approach": recipe.approach, "workload": recipe.workload,
-                   "mode": recipe.mode, "dataset": recipe.dataset, "epochs": result["epochs"],
-                   "batch_size": recipe.batch_size, **result}
-    else:
-        config = _train_config(args)
-        from tfbench.benchmarks.training import train
-        from tfbench.implementations.datasets import load
+        print(f"{summary['documented_metric']}: reproduced {summary['reproduced_accuracy']:.4f}, "
+              f"documented {documented}")
+    print(f"test accuracy: {summary['test_accuracy']:.4f}")
+    return 0
 
-        data = load(args.dataset, data_dir=args.data_dir)
-        epochs = args.epochs or 1
-        print(f"{args.approach} on {args.workload}, {args.mode} mode, K={args.steps_per_call}, {config.optimizer}"
-              f"{f' / {config.upper_optimizer}' if config.upper_optimizer else ''}, batch {args.batch_size}, "
-              f"{epochs} epoch(s), {data.source}", flush=True)
-        result = train(args.approach, args.workload, config, data, epochs=epochs, batch_size=args.batch_size,
-                       seed=args.seed, on_epoch=_print_epoch)
-        print(f"test accuracy: {result['test_accuracy']:.4f}")
-        summary = {"approach": args.approach, "workload": args.workload, "mode": args.mode,
-                   "steps_per_call": args.steps_per_call, "dataset": args.dataset, "epochs": epochs,
-                   "batch_size": args.batch_size, "optimizer": str(config.optimizer), **result}
+
+def _write_json(args: argparse.Namespace, summary: dict) -> None:
     if args.json:
         from tfbench.benchmarks.results import write_json_atomic
 
-        write_json_atomic(args.json, summary)
+        write_json_atomic(args.json, summary, what="--json file")
         print(f"wrote {args.json}")
-    return 0
+
+
+def _recipe(args: argparse.Namespace, verify: bool) -> tuple[dict, Callable[[], dict]]:
+    """What the recipe run is, and the call that trains it."""
+    from tfbench.benchmarks.training import run_recipe
+
+    recipe = get_recipe(args.recipe)
+    epochs = args.epochs or recipe.epochs
+    print(f"{recipe.title}: {recipe.approach} on {recipe.workload}, {recipe.optimizer}, batch "
+          f"{recipe.batch_size}, {epochs} epochs, {recipe.dataset}", flush=True)
+    what = {"recipe": recipe.name, "approach": recipe.approach, "workload": recipe.workload, "mode": recipe.mode,
+            "dataset": recipe.dataset, "epochs": epochs, "batch_size": recipe.batch_size}
+    return what, lambda: run_recipe(recipe, data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
+                                    on_epoch=_print_epoch, verify=verify)
+
+
+def _approach(args: argparse.Namespace, verify: bool) -> tuple[dict, Callable[[], dict]]:
+    """What the training run is (its data loaded and checked), and the call that trains it."""
+    from tfbench.benchmarks.training import train
+    from tfbench.implementations.datasets import load
+
+    config = _train_config(args)
+    data = load(args.dataset, data_dir=args.data_dir, verify=verify)
+    epochs = args.epochs or 1
+    print(f"{args.approach} on {args.workload}, {args.mode} mode, K={args.steps_per_call}, {config.optimizer}"
+          f"{f' / {config.upper_optimizer}' if config.upper_optimizer else ''}, batch {args.batch_size}, "
+          f"{epochs} epoch(s), {data.source}", flush=True)
+    what = {"approach": args.approach, "workload": args.workload, "mode": args.mode,
+            "steps_per_call": args.steps_per_call, "dataset": args.dataset, "epochs": epochs,
+            "batch_size": args.batch_size, "optimizer": str(config.optimizer)}
+    return what, lambda: train(args.approach, args.workload, config, data, epochs=epochs,
+                               batch_size=args.batch_size, seed=args.seed, on_epoch=_print_epoch)

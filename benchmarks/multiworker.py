@@ -154,28 +154,34 @@ def cluster_replicas(given: Sequence[int] | None) -> tuple[int, ...]:
     return (given[0] if given else workers,)
 
 
-def run_plan(plan, *, threads: dict, device: str, output: Path, timeout_s: float):
-    """Run a multiworker plan; return (the results file, whether this process keeps it).
+def other_worker() -> bool:
+    """Whether this process is a worker of a ``TF_CONFIG`` cluster other than the one that writes the results."""
+    from tfbench.implementations.distribute import parse_tf_config
 
-    With ``TF_CONFIG`` set, this process is one worker: it measures, and keeps the file if it is the chief.
-    Without it, ``plan.replicas[0]`` local workers on loopback run the plan; the first one writes ``output``.
+    return bool(os.environ.get("TF_CONFIG")) and not is_chief(parse_tf_config(os.environ["TF_CONFIG"]))
+
+
+def run_plan(plan, *, threads: dict, device: str, output: Path | None, timeout_s: float):
+    """Run a multiworker plan and return the results file (``output``; a scratch file on a non-chief worker).
+
+    With ``TF_CONFIG`` set, this process is one worker of a cluster: it measures beside the others. Without
+    it, ``plan.replicas[0]`` local workers on loopback run the plan, and the first one writes ``output``.
     """
     from tfbench.benchmarks.results import ResultsFile
     from tfbench.benchmarks.suite import execute
-    from tfbench.implementations.distribute import parse_tf_config
 
     if os.environ.get("TF_CONFIG"):
-        if is_chief(parse_tf_config(os.environ["TF_CONFIG"])):
-            return execute(plan, threads=threads, device=device, output=output), True
+        if not other_worker():
+            return execute(plan, threads=threads, device=device, output=output)
         with tempfile.TemporaryDirectory(prefix="tfbench-worker-") as scratch:
-            return execute(plan, threads=threads, device=device, output=Path(scratch) / "results.json"), False
+            return execute(plan, threads=threads, device=device, output=Path(scratch) / "results.json")
     with tempfile.TemporaryDirectory(prefix="tfbench-plan-") as scratch:
         plan_file = Path(scratch) / "plan.json"
         plan_file.write_text(json.dumps(plan.to_dict()))
         arguments = ("run", "--plan", str(plan_file), "--output", str(output), "--device", device,
                      "--threads", f"{threads['intra_op']},{threads['inter_op']}")
         launch(lambda index: worker_command(*arguments), plan.replicas[0], timeout_s=timeout_s)
-    return ResultsFile.open(output), True
+    return ResultsFile.open(output)
 
 
 # --- what a worker runs --------------------------------------------------------------------------------------

@@ -113,6 +113,7 @@ class Plan:
     roofline: bool = True
     interleave_approaches: bool = True
     seed: int = 0
+    verify: bool = True  # check the dataset files' checksums (False: --no-verify)
     # tf.distribute (the ``distributed`` stage): the strategy and the replica counts it is measured at.
     strategy: str = "none"
     replicas: tuple[int, ...] = (1,)
@@ -166,8 +167,8 @@ class Plan:
 
 def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes=None, batch_sizes=None,
                steps_per_call=None, stages=None, dataset: str = "mnist", data_dir: str | None = None,
-               samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0, strategy: str = "none",
-               replicas=None) -> Plan:
+               samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0, verify: bool = True,
+               strategy: str = "none", replicas=None) -> Plan:
     """The plan of ``profile`` narrowed by the given filters (None keeps the profile's choice).
 
     A strategy other than ``none`` measures the ``distributed`` stage only, unless ``stages`` says otherwise;
@@ -198,7 +199,8 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         accuracy_epochs=chosen.accuracy_epochs, accuracy_batch_size=chosen.accuracy_batch_size,
         recipe_epochs=chosen.recipe_epochs, pipeline_batch_size=chosen.pipeline_batch_size,
         inject_slowdown=inject_slowdown, reference=chosen.reference, roofline=chosen.roofline,
-        interleave_approaches=chosen.interleave_approaches, seed=seed, strategy=strategy, replicas=replicas,
+        interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify, strategy=strategy,
+        replicas=replicas,
     )
 
 

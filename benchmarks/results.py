@@ -10,8 +10,16 @@ One JSON file per run::
       "environment": {...versions, CPU, GPUs, threads, git commit, machine id...},
       "devices": [{"name": "cpu", "kind": "cpu", "tf_device": "/CPU:0",
                    "description": "...", "peak_gflops": 201.3, ...}],
-      "records": [record, ...]
+      "records": [record, ...],
+      "nonfinite_values": {"/records/3/metrics/history/1/loss": "NaN", ...}  (only if any)
     }
+
+The file is strict JSON (RFC 8259): a number that is NaN or infinite is
+written as ``null``, and ``nonfinite_values`` maps the JSON Pointer of each
+such ``null`` to what it was, so nothing is silently lost. (A loss that
+becomes NaN also makes its record ``failed``, with the epoch and step, see
+``TrainingDiverged``.) Files written by older versions with bare ``NaN``
+tokens are still read.
 
 A record is one measurement::
 
@@ -21,6 +29,8 @@ A record is one measurement::
      "dataset", "variant" (recipe or pipeline name, else ""),
      "strategy": "none" | "mirrored" | "multiworker", "replicas": int (replicas in sync),
      "status": "ok" | "unsupported" | "skipped" | "failed", "reason": str | None,
+     (``--resume`` re-attempts ``skipped`` and ``failed`` records; ``ok`` and
+     ``unsupported`` are final)
      "metrics": {...}, "started": iso time, "duration_s": float}
 
 Metrics, where they apply: ``step_time_s`` (see :func:`summarize`),
@@ -61,6 +71,7 @@ regression gate read results through it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -69,11 +80,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbench.errors import TfbenchError
+from tfbench.benchmarks.outputs import writing
+from tfbench.errors import TfbenchError, WriteError
 
 SCHEMA_VERSION = 1
 KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "distributed")
 STATUSES = ("ok", "unsupported", "skipped", "failed")
+FINAL_STATUSES = ("ok", "unsupported")  # a resumed run keeps these; skipped and failed ones are tried again
 # Key fields a file written before tf.distribute support lacks, with the value they then mean.
 DISTRIBUTION_DEFAULTS = {"strategy": "none", "replicas": 1}
 KEY_FIELDS = ("kind", "approach", "workload", "mode", "steps_per_call", "device", "batch_size", "dataset",
@@ -132,26 +145,55 @@ def is_noisy(summary: dict) -> bool:
     return summary["median"] > 0 and summary["iqr"] / summary["median"] > NOISY_IQR_FRACTION
 
 
-def write_json_atomic(path: Path, document: dict) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+def strict_json(value: object, pointer: str = "", replaced: dict[str, str] | None = None) -> tuple[object, dict]:
+    """``value`` with every NaN or infinite number replaced by None, and {JSON Pointer: what it was}.
 
-    A crash at any moment leaves either the old file or the new one, never half of one.
+    NumPy scalars and arrays become plain numbers and lists on the way.
+    """
+    replaced = {} if replaced is None else replaced
+    if isinstance(value, dict):
+        return {key: strict_json(item, f"{pointer}/{_escape(str(key))}", replaced)[0]
+                for key, item in value.items()}, replaced
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [strict_json(item, f"{pointer}/{index}", replaced)[0] for index, item in enumerate(value)], replaced
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        replaced[pointer] = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return None, replaced
+    return value, replaced
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")  # JSON Pointer (RFC 6901)
+
+
+def write_json_atomic(path: Path, document: dict, what: str = "results file") -> None:
+    """Write strict JSON to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never half of one. NaN and
+    infinities are written as null and listed under ``nonfinite_values`` (see the module docstring).
+    An OSError becomes a one-line :class:`~tfbench.errors.WriteError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a results file is an ordinary file
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=1, allow_nan=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    clean, replaced = strict_json(document)
+    if replaced and isinstance(clean, dict):
+        clean["nonfinite_values"] = {**clean.get("nonfinite_values", {}), **replaced}
+    with writing(path, f"the {what}"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a results file is an ordinary file
+            with os.fdopen(fd, "w") as handle:
+                json.dump(clean, handle, indent=1, allow_nan=False)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def validate(document: object, source: str = "results") -> dict:
@@ -200,7 +242,7 @@ def load(path: str | Path) -> dict:
     except OSError as error:
         raise ResultsError(f"{path}: cannot read: {error.strerror}") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text)  # Python's parser also reads the bare NaN of files from older versions
     except json.JSONDecodeError as error:
         raise ResultsError(f"{path}: not valid JSON (line {error.lineno}: {error.msg}); "
                            "the file is corrupt or truncated") from None
@@ -208,11 +250,16 @@ def load(path: str | Path) -> dict:
 
 
 class ResultsFile:
-    """A run's results, saved atomically after every record so an interrupted run keeps its work."""
+    """A run's results, saved atomically after every record so an interrupted run keeps its work.
+
+    Give it a :class:`~tfbench.benchmarks.outputs.WriterLock` (held by the caller for the whole run) and a
+    second process writing the same file is refused.
+    """
 
     def __init__(self, path: str | Path, document: dict):
         self.path = Path(path)
         self.document = document
+        self._saved = len(document["records"])  # how many records the file on disk holds
 
     @classmethod
     def create(cls, path: str | Path, *, run_id: str, config: dict, environment: dict,
@@ -228,13 +275,27 @@ class ResultsFile:
     def open(cls, path: str | Path) -> ResultsFile:
         return cls(path, load(path))
 
+    @classmethod
+    def open_to_resume(cls, path: str | Path) -> ResultsFile:
+        """A results file that ``tfbench run --resume`` can continue: it must hold the run's plan."""
+        results = cls.open(path)
+        config = results.document.get("config")
+        if not isinstance(config, dict) or not isinstance(config.get("plan"), dict):
+            raise ResultsError(f"{path}: no run plan ('config' / 'plan') to resume; it was not written by "
+                               "`tfbench run`, or it is damaged: start a new run instead")
+        return results
+
     @property
     def records(self) -> list[dict]:
         return self.document["records"]
 
     def done_ids(self) -> set[str]:
-        """Ids of the records already measured (any status: a resume does not retry them)."""
-        return {record["id"] for record in self.records}
+        """Ids of the records whose outcome is final (ok, unsupported): a resumed run does not redo them."""
+        return {record["id"] for record in self.records if record["status"] in FINAL_STATUSES}
+
+    def retry(self) -> list[dict]:
+        """The records a resumed run measures again: skipped (e.g. the data was missing) or failed."""
+        return [record for record in self.records if record["status"] not in FINAL_STATUSES]
 
     def add(self, record: dict) -> None:
         """Append (or replace, by id) a record and save at once."""
@@ -246,4 +307,11 @@ class ResultsFile:
         if complete is not None:
             self.document["complete"] = complete
         self.document["updated"] = now_iso()
-        write_json_atomic(self.path, self.document)
+        try:
+            write_json_atomic(self.path, self.document)
+        except WriteError as error:
+            if not self.path.is_file():
+                raise
+            raise WriteError(f"{error}; the file keeps the {self._saved} records saved before; once it can be "
+                             f"written, `tfbench run --resume {self.path}` completes the run") from None
+        self._saved = len(self.records)

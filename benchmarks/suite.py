@@ -18,6 +18,7 @@ from tfbench.benchmarks.plan import Plan
 from tfbench.benchmarks.results import ResultsFile
 from tfbench.benchmarks.stages import STAGES
 from tfbench.benchmarks.stages.base import Context, Job, failure
+from tfbench.errors import TrainingDiverged
 
 
 def quiet(*args, **kwargs) -> None:
@@ -47,7 +48,7 @@ def new_run_id() -> str:
 
 def execute(plan: Plan, *, threads: dict, device: str = "auto", output: Path | None = None,
             out_dir: Path = Path("results"), resume: ResultsFile | None = None,
-            log: Callable[..., None] = quiet) -> ResultsFile:
+            log: Callable[..., None] = quiet, run_id: str | None = None) -> ResultsFile:
     """Run ``plan`` (or continue ``resume``, whose stored plan it is) and return its complete results file."""
     tf, threads = set_up_tensorflow(threads)
     STAGES["distributed"].prepare(plan, tf)  # logical CPU devices, a worker's strategy: before TF starts
@@ -60,7 +61,7 @@ def execute(plan: Plan, *, threads: dict, device: str = "auto", output: Path | N
     else:
         chosen = devices.select(devices.detect(tf), device)
         plan = plan.with_devices(d.name for d in chosen)
-        run_id = new_run_id()
+        run_id = run_id or new_run_id()
         results = ResultsFile.create(output or Path(out_dir) / f"results-{run_id}.json", run_id=run_id,
                                      config={"profile": plan.profile, "plan": plan.to_dict()},
                                      environment=capture(tf, chosen, threads), devices=[])
@@ -90,6 +91,9 @@ def run_jobs(context: Context, jobs: list[Job]) -> None:
             records = STAGES[job.kind].run(context, job)
         except Exception as error:  # one failing job is recorded, and the run goes on
             records = [{**s, "status": "failed", "reason": failure(error)} for s in job.stubs]
+            if isinstance(error, TrainingDiverged) and error.history:  # keep the epochs completed before it
+                for record in records:
+                    record["metrics"] = {"history": error.history}
         duration = time.perf_counter() - start
         for record in records:
             record["started"] = started

@@ -48,8 +48,22 @@ class Timed:
     inject_fraction: float = 0.0
     first_call_s: float | None = None
     samples: list[float] = field(default_factory=list)  # seconds per step
-    nonfinite: bool = False
+    calls: int = 0  # calls made so far: the first, the warm-up, the timed ones
+    nonfinite_call: int | None = None  # the first call whose loss was NaN or infinite
     _inject_s: float = 0.0
+
+    @property
+    def nonfinite(self) -> bool:
+        return self.nonfinite_call is not None
+
+    @property
+    def nonfinite_reason(self) -> str | None:
+        """A failed record's reason: where the loss first was not finite (calls count from the first)."""
+        if self.nonfinite_call is None:
+            return None
+        k, n = self.steps_per_call, self.nonfinite_call
+        steps = f"step {n}" if k == 1 else f"steps {(n - 1) * k + 1}-{n * k}"
+        return f"the loss became NaN or infinite at call {n} ({steps}, counting the first call and the warm-up)"
 
     def timed_call(self, sync: Callable[[], None], clock: Clock) -> float:
         start = clock()
@@ -58,8 +72,9 @@ class Timed:
         if self._inject_s:
             spin(self._inject_s, clock)
         elapsed = clock() - start
-        if not np.isfinite(value):
-            self.nonfinite = True
+        self.calls += 1
+        if not np.isfinite(value) and self.nonfinite_call is None:
+            self.nonfinite_call = self.calls
         return elapsed
 
 

@@ -26,7 +26,11 @@ def time_to_accuracy(history: list[dict], target: float | None) -> float | None:
 
 def train(approach: str, workload: str, config: TrainConfig, data: Data, *, epochs: int, batch_size: int,
           seed: int = 0, sampling: str = "shuffle", on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Train from the workload's common initial weights; return the history and the figures."""
+    """Train from the workload's common initial weights; return the history and the figures.
+
+    A loss that becomes NaN or infinite raises :class:`~tfbench.errors.TrainingDiverged` naming the epoch
+    and step (``Trainer.fit``): the harness records it as a failed record, ``tfbench train`` exits 3.
+    """
     trainer = build(approach, workload, config)
     eval_sets = {"val": (data.val.x, data.val.y)} if data.val is not None else {}
     eval_sets["test"] = (data.test.x, data.test.y)
@@ -46,10 +50,13 @@ def reproduced_accuracy(recipe: Recipe, history: list[dict]) -> float:
 
 
 def run_recipe(recipe: Recipe, *, data_dir=None, epochs: int | None = None, seed: int = 0,
-               on_epoch: Callable[[dict], None] | None = None) -> dict:
-    """Run a documented recipe (``epochs`` overrides its epoch count, for quick runs)."""
+               on_epoch: Callable[[dict], None] | None = None, verify: bool = True) -> dict:
+    """Run a documented recipe (``epochs`` overrides its epoch count, for quick runs).
+
+    A loss that becomes NaN or infinite raises :class:`~tfbench.errors.TrainingDiverged` (see ``train``).
+    """
     data = load(recipe.dataset, data_dir=data_dir, validation_fraction=recipe.validation_fraction,
-                split_seed=recipe.split_seed, train_limit=recipe.train_limit)
+                split_seed=recipe.split_seed, train_limit=recipe.train_limit, verify=verify)
     config = TrainConfig(mode=recipe.mode, optimizer=recipe.optimizer, upper_optimizer=recipe.upper_optimizer,
                          seed=seed)
     result = train(recipe.approach, recipe.workload, config, data, epochs=epochs or recipe.epochs,

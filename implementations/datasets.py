@@ -9,19 +9,28 @@ Where the files come from, in this order:
 
 1. the ``data_dir`` argument (the CLI's ``--data-dir``);
 2. the ``TFBENCH_DATA_DIR`` environment variable;
-3. Keras's download cache (``$KERAS_HOME`` or ``~/.keras``, folder ``datasets/``);
-4. Keras's own download (``keras.datasets.mnist.load_data()``).
+3. the system's copy: Debian's ``dataset-fashion-mnist`` package installs
+   Fashion-MNIST in ``/usr/share/datasets/fashion-mnist/`` (see ``SYSTEM_DIRS``);
+4. Keras's download cache (``$KERAS_HOME`` or ``~/.keras``, folder ``datasets/``);
+5. Keras's own download (``keras.datasets.mnist.load_data()``).
 
 A data directory holds one folder per dataset (``mnist/``, ``fashion_mnist/``
 or ``fashion-mnist/``), or directly the four IDX files, gzipped or not. If a
-directory is configured but lacks the dataset, that is an error: silently
-downloading something else instead would hide a typo in the path.
+directory is configured but lacks the dataset, that is an error (after a look
+at the system's copy, which is as offline and checked as the configured one):
+silently downloading something else instead would hide a typo in the path.
 
 Files are checked before anyone trains on them: the IDX header must describe
 28x28 uint8 images and uint8 labels 0-9, the file must hold exactly the bytes
-its header promises, and the MD5 must match a published checksum (of the
-uncompressed content, or of the original .gz). ``verify=False`` skips only
-the checksums; a file that cannot be parsed is never used.
+its header promises, and the MD5 of its *uncompressed* content must match the
+published one (the MD5 of the original .gz is accepted too, as a shortcut:
+the same .gz holds the same content). The uncompressed content is what counts
+because copies differ in their gzip bytes: Debian's .gz files carry another
+gzip header, the offline MNIST copy other compression settings. A file that
+is recognisably the other dataset's (MNIST in a ``fashion_mnist/`` folder) is
+rejected with a message saying so. ``verify=False`` (the CLI's
+``--no-verify``) skips only the checksums; a file that cannot be parsed is
+never used.
 
 ``synthetic`` needs no files at all: it draws a small, learnable, seeded
 dataset of the same shapes, for tests and for machines without MNIST.
@@ -85,6 +94,13 @@ FOLDERS = {
     "mnist": ("mnist",),
     "fashion_mnist": ("fashion_mnist", "fashion-mnist"),
 }
+DISPLAY_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+
+# Where an operating system's package puts a dataset, looked at after the configured data directory and
+# before Keras's cache. Debian: `apt-get install dataset-fashion-mnist`. (Debian packages no MNIST.)
+SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {
+    "fashion_mnist": (Path("/usr/share/datasets/fashion-mnist"),),
+}
 
 # MD5 of each file's *uncompressed* content. This survives re-compression with other gzip
 # settings (as in the offline copy this project is tested with), which a .gz checksum does not.
@@ -95,7 +111,13 @@ RAW_MD5: dict[str, dict[str, str]] = {
         "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
         "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
     },
-    "fashion_mnist": {},  # not published; uncompressed Fashion-MNIST files get structural checks only
+    # Of the original files' content (../shared/data/README.md); Debian's .gz files hold the same.
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
 }
 
 # MD5 of the .gz files exactly as the original hosts serve them (and as Keras caches Fashion-MNIST).
@@ -207,13 +229,26 @@ def load_arrays(
         raise ConfigError("load_arrays reads dataset files; 'synthetic' is generated: use load('synthetic') instead")
     _check_name(name, FILE_DATASETS)
 
-    # 1 and 2: a configured directory. If it is set, it is the only place we look.
-    directory = find_data_dir(name, data_dir)
+    # 1 and 2: a configured directory. If it is set, only the system's copy may stand in for it.
+    try:
+        directory = find_data_dir(name, data_dir)
+    except _NoCopyIn as error:
+        system = _system_dir(name)
+        if system is None:
+            raise DatasetUnavailable(f"{error}{_system_dirs_looked_at(name, '; also looked in')}") from None
+        return _load_idx_dir(system, name, verify)
     if directory is not None:
         return _load_idx_dir(directory, name, verify)
 
-    # 3: what Keras has downloaded before.
+    # 3: the system's copy (a Debian package).
     tried = [f"no data directory configured (--data-dir not given, {ENV_VAR} not set)"]
+    system = _system_dir(name)
+    if system is not None:
+        return _load_idx_dir(system, name, verify)
+    if name in SYSTEM_DIRS:
+        tried.append(_system_dirs_looked_at(name, "nothing in").strip())
+
+    # 4: what Keras has downloaded before.
     looked_at = []
     for cache in _keras_cache_dirs():
         if name == "mnist":
@@ -228,7 +263,7 @@ def load_arrays(
             looked_at.append(f"{folder}/")
     tried.append(f"nothing in the Keras cache ({', '.join(looked_at)})")
 
-    # 4: Keras's download; a failure becomes one clause of a one-line error saying everything that was tried.
+    # 5: Keras's download; a failure becomes one clause of a one-line error saying everything that was tried.
     try:
         (x_train, y_train), (x_test, y_test) = _keras_download(name)
     except Exception as exc:  # every reason to fail (no network, proxy, disk full...) is reported alike
@@ -280,11 +315,33 @@ def find_data_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path 
             partial.append(f"{candidate} lacks {', '.join(missing)}")
     looked = ", ".join(f"{c}/" for c in candidates)
     detail = f" ({'; '.join(partial)})" if partial else ""
-    raise DatasetUnavailable(
+    raise (DatasetUnavailable if partial else _NoCopyIn)(
         f"no {name} in data directory {root} (from {origin}): looked in {looked} for "
         f"{', '.join(IDX_FILES)} (.gz or not){detail}; put the four IDX files in {root / FOLDERS[name][0]}/ "
         f"or fix the path"
     )
+
+
+class _NoCopyIn(DatasetUnavailable):
+    """The configured data directory exists but holds no file of the dataset at all (not even part of a copy)."""
+
+
+def _system_dir(name: str) -> Path | None:
+    """The first of the system's folders (``SYSTEM_DIRS``) holding all four files of ``name``, or None."""
+    for folder in SYSTEM_DIRS.get(name, ()):
+        if all(_find_file(folder, stem) for stem in IDX_FILES):
+            return folder
+    return None
+
+
+def _system_dirs_looked_at(name: str, lead: str) -> str:
+    """' <lead> <folders>/ (Debian's dataset-... package)' for the "where I looked" messages; '' if none
+    (no system package holds this dataset)."""
+    folders = SYSTEM_DIRS.get(name, ())
+    if not folders:
+        return ""
+    package = f"dataset-{name.replace('_', '-')}"
+    return f" {lead} {', '.join(f'{f}/' for f in folders)} (Debian's {package} package)"
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -393,16 +450,37 @@ def _verify_checksum(name: str, stem: str, path: Path, blob: bytes, raw: bytes) 
         checks.append(("uncompressed MD5", RAW_MD5[name][stem], raw))
     if not checks:
         return False
-    mismatches = []
+    mismatches, actual_md5s = [], []
     for what, expected, data in checks:
         actual = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if actual == expected:
             return True
         mismatches.append(f"{what} is {actual}, expected {expected}")
+        actual_md5s.append(actual)
+    if not any(what.startswith("uncompressed") for what, _, _ in checks):  # the content may identify the file
+        actual_md5s.append(hashlib.md5(raw, usedforsecurity=False).hexdigest())
+    known = _known_file(actual_md5s)
+    if known is not None and known != (name, stem):
+        other, other_stem = known
+        where = f" (it belongs in a {FOLDERS[other][0]}/ folder)" if other != name else ""
+        raise DatasetCorrupt(
+            f"{path} is {DISPLAY_NAMES[other]}'s {other_stem}, not {DISPLAY_NAMES[name]}'s {stem}{where}; "
+            f"put {DISPLAY_NAMES[name]}'s {stem} in {path.parent}/ instead"
+        )
     raise DatasetCorrupt(
         f"{path} fails its checksum: {' and '.join(mismatches)}; re-download it (or remove it), "
-        "or pass verify=False to use it anyway"
+        "or pass --no-verify (tfbench train / run) to use it anyway"
     )
+
+
+def _known_file(md5s: list[str]) -> tuple[str, str] | None:
+    """(dataset, file stem) of a published file whose content or .gz has one of these MD5s, or None."""
+    for table in (RAW_MD5, GZ_MD5):
+        for dataset, files in table.items():
+            for stem, md5 in files.items():
+                if md5 in md5s:
+                    return dataset, stem
+    return None
 
 
 @dataclass(frozen=True)
@@ -450,7 +528,7 @@ def _load_idx_files(name: str, files: tuple[_IdxFile, ...], verify: bool):
     _check_arrays(x_test, y_test, f"{files[2].path} with {files[3].path.name}")
 
     if not verify:
-        checked = "structure checked; checksums skipped (verify=False)"
+        checked = "structure checked; checksums skipped (--no-verify)"
     elif not unverified:
         checked = "checksums verified"
     else:

@@ -32,6 +32,7 @@ with ``strategy.run`` on distributed batches, K steps per compiled call.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +41,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from tfbench.errors import ConfigError, Unsupported
+from tfbench.errors import ConfigError, TrainingDiverged, Unsupported
 from tfbench.implementations import distribute
 from tfbench.implementations.workloads import Workload
 
@@ -195,7 +196,8 @@ class Trainer(ABC):
     def _train_epochs(self, x_all, y_all, plan: list[list[np.ndarray]],
                       epoch_done: Callable[[float, float, float], None]) -> None:
         """Train on ``plan`` (each epoch's batches of indices into the device-resident ``x_all``);
-        after each epoch call ``epoch_done(mean loss, accuracy, training seconds)``."""
+        after each epoch call ``epoch_done(mean loss, accuracy, training seconds)``, adding
+        ``where="at step N"`` if the loss was not finite and the approach knows where it first was not."""
 
     @abstractmethod
     def variables_in_order(self) -> list:
@@ -226,6 +228,11 @@ class Trainer(ABC):
         ``<name>_accuracy`` for each of ``eval_sets`` (e.g. ``{"val": ...,
         "test": ...}``). The batches depend only on ``seed``, so every approach
         sees the same batches in the same order.
+
+        A loss that becomes NaN or infinite stops training at the end of that
+        epoch with :class:`~tfbench.errors.TrainingDiverged`, naming the epoch
+        (and, where the approach can tell, the step): a diverged run is a
+        failure, never a result.
         """
         import tensorflow as tf
 
@@ -237,7 +244,14 @@ class Trainer(ABC):
         plan = [epoch_batches(len(x), batch_size, rng, sampling) for _ in range(epochs)]
         history: list[dict] = []
 
-        def epoch_done(loss: float, accuracy: float, train_time: float) -> None:
+        def epoch_done(loss: float, accuracy: float, train_time: float, where: str | None = None) -> None:
+            # `where`: the approach's own account of the first step whose loss was not finite, if it has one.
+            if not math.isfinite(loss):
+                epoch = len(history) + 1
+                steps = len(plan[epoch - 1])
+                at = f", {where} of {steps}" if where else f" ({steps} steps; {self.name} reports its loss per epoch)"
+                raise TrainingDiverged(f"the training loss became {loss} in epoch {epoch} of {epochs}{at}; "
+                                       "a lower learning rate may help", epoch=epoch, step=where, history=history)
             record = {"epoch": len(history) + 1, "loss": loss, "accuracy": accuracy, "train_time_s": train_time}
             start = time.perf_counter()
             for set_name, (set_x, set_y) in (eval_sets or {}).items():
@@ -424,4 +438,20 @@ class LoopTrainer(Trainer):
             loss_sum = float(tf.add_n([loss_sum for _, loss_sum, _ in outputs]))
             correct = int(tf.add_n([correct for _, _, correct in outputs]))
             seen = sum(len(b) for b in batches)
-            epoch_done(loss_sum / seen, correct / seen, time.perf_counter() - start)
+            mean_loss = loss_sum / seen
+            where = None if math.isfinite(mean_loss) else _first_nonfinite_call(calls, outputs)
+            epoch_done(mean_loss, correct / seen, time.perf_counter() - start, where=where)
+
+
+def _first_nonfinite_call(calls: list[np.ndarray], outputs: list) -> str:
+    """'at step N' (or 'in steps N-M', for a call of K steps) where a diverging epoch's loss first was not finite.
+
+    Read only once an epoch has diverged, so a healthy epoch still costs one device sync.
+    """
+    step = 0
+    for index, (_, loss_sum, _) in zip(calls, outputs):
+        if not math.isfinite(float(loss_sum)):
+            first, last = step + 1, step + len(index)
+            return f"at step {first}" if first == last else f"in steps {first}-{last}"
+        step += len(index)
+    return "at an unknown step"

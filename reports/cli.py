@@ -16,5 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    print(write_report(args.results, args.out))
+    from tfbench.benchmarks.outputs import check_dir, writing
+
+    with writing(check_dir(args.out, "the report"), "the report to"):  # a write error is one line, exit 2
+        print(write_report(args.results, args.out))
     return 0

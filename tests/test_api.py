@@ -47,6 +47,11 @@ def test_a_bad_name_fails_before_anything_runs(tmp_path):
     with pytest.raises(tfbench.ConfigError, match=r"^threads must be \(threads per op"):
         tfbench.run(threads=(1,), out=tmp_path)
     assert not list(tmp_path.iterdir())
+    existing = tmp_path / "kept.json"
+    existing.write_text("{}")
+    with pytest.raises(tfbench.ConfigError, match="kept.json already exists; pass overwrite=True"):
+        tfbench.run(output=existing, approaches=["raw_tf_nn"], workloads=["mlp"], stages=["step_time"])
+    assert existing.read_text() == "{}"
 
 
 def test_load_reads_folders_and_names_a_bad_file(tmp_path):

@@ -2,14 +2,18 @@
 
 No test touches the network: Keras's download is replaced by a stub and
 KERAS_HOME points into tmp_path. The IDX files are small random ones written
-here; only test_real_mnist reads real data, from $TFBENCH_DATA_DIR if set.
+here; only the tests under "the real thing" read real data, from $TFBENCH_DATA_DIR if set.
+The system's dataset folders (Debian's /usr/share/datasets/...) are replaced by folders
+in tmp_path, so that what is installed on the machine does not change the outcome.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -74,6 +78,23 @@ def make_dataset(folder: Path, gz: bool = True, seed: int = 0) -> dict:
     return {"arrays": arrays, "raw_md5": raw_md5, "file_md5": file_md5, "paths": paths}
 
 
+def debian_gzip(data: bytes) -> bytes:
+    """`data` gzipped as Debian's dataset-fashion-mnist ships it: no file name in the header, another mtime.
+
+    The original Fashion-MNIST .gz files carry the file name (header flag FNAME); Debian's carry none, so
+    their bytes, and their MD5, differ while the content is the same.
+    """
+    return gzip.compress(data, mtime=1591380717)
+
+
+def original_gzip(data: bytes, name: str) -> bytes:
+    """`data` gzipped with the file name in the header, as the original hosts serve the files."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename=name, mode="wb", fileobj=buffer, mtime=1504177651) as handle:
+        handle.write(data)
+    return buffer.getvalue()
+
+
 def trust(monkeypatch, name: str, raw: dict | None = None, gz: dict | None = None) -> None:
     """Replace the checksum tables of `name` (the real ones cannot match generated files)."""
     monkeypatch.setitem(datasets.RAW_MD5, name, raw or {})
@@ -112,6 +133,7 @@ def offline(monkeypatch, tmp_path) -> Downloads:
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
     downloads = Downloads()
     monkeypatch.setattr(datasets, "_keras_download", downloads)
+    monkeypatch.setattr(datasets, "SYSTEM_DIRS", {"fashion_mnist": (tmp_path / "system" / "fashion-mnist",)})
     return downloads
 
 
@@ -350,8 +372,8 @@ def test_wrong_checksum_names_file_and_both_checksums(tmp_path, monkeypatch):
     message = str(info.value)
     assert str(made["paths"]["train-images-idx3-ubyte"]) in message
     assert "0" * 32 in message and made["raw_md5"]["train-images-idx3-ubyte"] in message
-    assert "verify=False" in message and "\n" not in message
-    # verify=False is the documented way round it.
+    assert "--no-verify" in message and "\n" not in message
+    # verify=False (the CLI's --no-verify) is the documented way round it.
     assert "checksums skipped" in load_arrays("mnist", tmp_path, verify=False)[2]
 
 
@@ -387,12 +409,93 @@ def test_checksum_of_gz_file_passes(tmp_path, monkeypatch):
     assert "(IDX, checksums verified)" in load_arrays("mnist", tmp_path)[2]
 
 
-def test_uncompressed_fashion_mnist_has_no_checksum_but_loads(tmp_path):
-    """Only the .gz MD5s of Fashion-MNIST are published: raw files get structural checks, and say so."""
+def test_uncompressed_fashion_mnist_is_verified(tmp_path, monkeypatch):
     made = make_dataset(tmp_path / "fashion_mnist", gz=False)
+    trust(monkeypatch, "fashion_mnist", raw=made["raw_md5"])
     loaded = load_arrays("fashion_mnist", tmp_path)
-    assert same_arrays(loaded, made)
-    assert "structure checked; no known checksum for uncompressed files" in loaded[2]
+    assert same_arrays(loaded, made) and "(IDX, checksums verified)" in loaded[2]
+
+
+def test_the_real_tables_hold_fashion_mnists_uncompressed_checksums(tmp_path):
+    """The MD5s of ../shared/data/README.md: without them, any uncompressed file passed as Fashion-MNIST."""
+    assert datasets.RAW_MD5["fashion_mnist"] == {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    }
+    make_dataset(tmp_path / "fashion_mnist", gz=False)
+    with pytest.raises(DatasetCorrupt, match="f4a8712d7a061bf5bd6d2ca38dc4d50a"):
+        load_arrays("fashion_mnist", tmp_path)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_mnist_in_the_fashion_mnist_folder_is_named_as_mnist(tmp_path, monkeypatch, gz):
+    made = make_dataset(tmp_path / "fashion_mnist", gz=gz)
+    trust(monkeypatch, "mnist", raw=made["raw_md5"])  # these files are "MNIST" for this test
+    trust(monkeypatch, "fashion_mnist", raw={s: "e" * 32 for s in made["raw_md5"]},
+          gz={s: "d" * 32 for s in made["raw_md5"]})
+    with pytest.raises(DatasetCorrupt) as info:
+        load_arrays("fashion_mnist", tmp_path)
+    message = str(info.value)
+    assert "is MNIST's train-images-idx3-ubyte, not Fashion-MNIST's" in message, message
+    assert "mnist/ folder" in message and "\n" not in message
+
+
+def test_a_checksum_message_names_the_command_line_way_out(tmp_path, monkeypatch):
+    made = make_dataset(tmp_path / "mnist", gz=True)
+    trust(monkeypatch, "mnist", raw={s: "0" * 32 for s in made["raw_md5"]})
+    with pytest.raises(DatasetCorrupt, match="--no-verify"):
+        load_arrays("mnist", tmp_path)
+
+
+def test_debians_gzip_header_is_accepted_by_its_content(tmp_path, monkeypatch):
+    """Debian's .gz files differ from the originals in the gzip header only: verified by their content."""
+    made = make_dataset(tmp_path / "fashion_mnist", gz=True)
+    originals = {stem: original_gzip(idx_bytes(array), stem) for stem, array in made["arrays"].items()}
+    for stem, path in made["paths"].items():
+        path.write_bytes(debian_gzip(idx_bytes(made["arrays"][stem])))
+        assert path.read_bytes() != originals[stem]
+    trust(monkeypatch, "fashion_mnist", raw=made["raw_md5"],
+          gz={stem: hashlib.md5(blob).hexdigest() for stem, blob in originals.items()})
+    loaded = load_arrays("fashion_mnist", tmp_path)
+    assert same_arrays(loaded, made) and "checksums verified" in loaded[2]
+
+
+def test_the_system_copy_comes_after_the_configured_dir_and_before_keras(tmp_path, monkeypatch, offline):
+    system = datasets.SYSTEM_DIRS["fashion_mnist"][0]
+    # Nothing anywhere: the "where I looked" message names the system folder and its package.
+    with pytest.raises(DatasetUnavailable) as info:
+        load_arrays("fashion_mnist")
+    assert f"{system}/" in str(info.value) and "dataset-fashion-mnist" in str(info.value)
+    offline.calls.clear()
+
+    made = make_dataset(system, gz=True, seed=3)
+    trust(monkeypatch, "fashion_mnist", gz=made["file_md5"])
+    loaded = load_arrays("fashion_mnist")  # nothing configured: the system's copy, not Keras's
+    assert same_arrays(loaded, made) and str(system) in loaded[2] and offline.calls == []
+
+    configured = make_dataset(tmp_path / "data" / "fashion_mnist", gz=True, seed=4)
+    trust(monkeypatch, "fashion_mnist", gz=configured["file_md5"])
+    assert same_arrays(load_arrays("fashion_mnist", tmp_path / "data"), configured)  # the configured dir first
+
+    # A configured dir that holds MNIST only: Fashion-MNIST from the system.
+    trust(monkeypatch, "fashion_mnist", gz=made["file_md5"])
+    only_mnist = tmp_path / "only_mnist"
+    make_dataset(only_mnist / "mnist")
+    assert same_arrays(load_arrays("fashion_mnist", only_mnist), made)
+    # A partial copy in the configured dir is still an error (it was meant to be used).
+    (tmp_path / "data" / "fashion_mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DatasetUnavailable, match="lacks t10k-labels-idx1-ubyte"):
+        load_arrays("fashion_mnist", tmp_path / "data")
+
+
+def test_a_configured_dir_without_fashion_mnist_says_it_also_looked_at_the_system(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    with pytest.raises(DatasetUnavailable) as info:
+        load_arrays("fashion_mnist", tmp_path)
+    message = str(info.value)
+    assert str(tmp_path) in message and "also looked in" in message and "dataset-fashion-mnist" in message
 
 
 # --- conversion and caching ------------------------------------------------------
@@ -554,19 +657,70 @@ def test_error_hierarchy():
 # --- the real thing --------------------------------------------------------------
 
 
-def has_real_mnist() -> bool:
+def has_real(name: str) -> bool:
     if not REAL_DATA_DIR:
         return False
     try:
-        return find_data_dir("mnist", REAL_DATA_DIR) is not None
+        return find_data_dir(name, REAL_DATA_DIR) is not None
     except DatasetError:
         return False
 
 
-@pytest.mark.skipif(not has_real_mnist(), reason="set TFBENCH_DATA_DIR to a folder holding mnist/ to run this")
+@pytest.mark.skipif(not has_real("mnist"), reason="set TFBENCH_DATA_DIR to a folder holding mnist/ to run this")
 def test_real_mnist():
     data = load("mnist", data_dir=REAL_DATA_DIR)
     assert data.train.x.shape == (60000, 28, 28, 1) and data.test.x.shape == (10000, 28, 28, 1)
     assert "checksums verified" in data.source
     assert abs(float(data.train.x.mean()) - 0.1307) < 0.0005
     assert np.array_equal(np.unique(data.train.y), np.arange(10))
+
+
+needs_real_fashion = pytest.mark.skipif(not has_real("fashion_mnist"),
+                                        reason="set TFBENCH_DATA_DIR to a folder holding fashion_mnist/ to run this")
+
+
+def _strip_file_name(blob: bytes) -> bytes:
+    """A .gz with its header's file name removed (flag FNAME cleared): Debian's form of the same stream."""
+    flags = blob[3]
+    assert blob[:3] == b"\x1f\x8b\x08" and flags & ~0x08 == 0, "only the FNAME flag is expected"
+    body = blob[blob.index(b"\x00", 10) + 1:] if flags & 0x08 else blob[10:]
+    return b"\x1f\x8b\x08\x00" + struct.pack("<I", 1591380717) + blob[8:10] + body
+
+
+@needs_real_fashion
+def test_real_fashion_mnist_and_its_debian_form(tmp_path):
+    data = load("fashion_mnist", data_dir=REAL_DATA_DIR)
+    assert data.train.x.shape == (60000, 28, 28, 1) and data.test.x.shape == (10000, 28, 28, 1)
+    assert "checksums verified" in data.source
+    assert abs(float(data.train.x.mean()) - 0.2860) < 0.0005
+    # The same compressed streams under Debian's header, in the system folder: accepted by their content.
+    source = find_data_dir("fashion_mnist", REAL_DATA_DIR)
+    system = datasets.SYSTEM_DIRS["fashion_mnist"][0]
+    system.mkdir(parents=True)
+    for stem in datasets.IDX_FILES:
+        original = (source / f"{stem}.gz").read_bytes()
+        (system / f"{stem}.gz").write_bytes(_strip_file_name(original))
+        assert hashlib.md5((system / f"{stem}.gz").read_bytes()).hexdigest() != datasets.GZ_MD5["fashion_mnist"][stem]
+    debian = load_arrays("fashion_mnist")
+    assert "checksums verified" in debian[2] and str(system) in debian[2]
+    assert np.array_equal(debian[0][1], data.train.y)
+    # Real MNIST files in a fashion_mnist/ folder: rejected, named as MNIST.
+    if has_real("mnist"):
+        wrong = tmp_path / "wrong" / "fashion_mnist"
+        shutil.copytree(find_data_dir("mnist", REAL_DATA_DIR), wrong)
+        with pytest.raises(DatasetCorrupt, match="is MNIST's train-images-idx3-ubyte, not Fashion-MNIST's"):
+            load_arrays("fashion_mnist", wrong.parent)
+
+
+@pytest.mark.slow
+@needs_real_fashion
+def test_one_epoch_of_real_fashion_mnist_reaches_85_percent():
+    from tfbench.implementations import build
+    from tfbench.implementations.interface import OptimizerSpec, TrainConfig
+
+    data = load("fashion_mnist", data_dir=REAL_DATA_DIR)
+    trainer = build("custom_tape", "cnn", TrainConfig(optimizer=OptimizerSpec("adam", 1e-3)))
+    # Batches of 64: 0.872 here (batches of 128 reach 0.858, too close to the bar to be a steady test).
+    history = trainer.fit(data.train.x, data.train.y, epochs=1, batch_size=64,
+                          eval_sets={"test": (data.test.x, data.test.y)})
+    assert history[-1]["test_accuracy"] >= 0.85, history[-1]

@@ -442,3 +442,17 @@ def test_the_report_shows_scaling_efficiency_and_says_logical_devices_share_the_
     assert (tmp_path / "report" / "figures" / "scaling.png").stat().st_size > 10_000
     # The single-device sections do not count distributed records as step times.
     assert "Step time by approach and mode" not in report
+
+
+def test_only_the_chief_or_worker_0_keeps_the_results(monkeypatch):
+    from tfbench.benchmarks.multiworker import is_chief, other_worker
+
+    workers = ["127.0.0.1:1", "127.0.0.1:2"]
+    for index, expected in ((0, False), (1, True)):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": workers},
+                                                    "task": {"type": "worker", "index": index}}))
+        assert other_worker() is expected
+    with_chief = {"cluster": {"chief": ["127.0.0.1:3"], "worker": workers}, "task": {"type": "worker", "index": 0}}
+    assert not is_chief(with_chief) and is_chief({**with_chief, "task": {"type": "chief", "index": 0}})
+    monkeypatch.delenv("TF_CONFIG")
+    assert other_worker() is False  # no cluster: this process launches the local workers and keeps the file

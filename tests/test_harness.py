@@ -295,7 +295,7 @@ def test_a_failing_record_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch)
     path = tmp_path / "failing.json"
     assert main(["run", "--approach", "custom_tape", "raw_tf_nn", "--workload", "mlp", "--mode", "function", "xla",
                  "--steps-per-call", "1", "--batch-size", "8", "--stages", "step_time", "--samples", "3",
-                 "--quiet", "--output", str(path)]) == 0
+                 "--quiet", "--output", str(path)]) == 3  # a failed record: exit 3, results written
     records = {(r["approach"], r["mode"]): r for r in load(path)["records"]}
     # The failing configuration only: the rest of its group (same approach, other approaches) is measured.
     assert records["custom_tape", "xla"]["status"] == "failed"
@@ -318,7 +318,7 @@ def test_a_failing_job_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     path = tmp_path / "failing.json"
     assert main(["run", "--approach", "raw_tf_nn", "--workload", "mlp", "--mode", "function", "--steps-per-call",
                  "1", "--batch-size", "8", "16", "--stages", "step_time", "--samples", "3", "--quiet",
-                 "--output", str(path)]) == 0
+                 "--output", str(path)]) == 3
     records = {r["batch_size"]: r for r in load(path)["records"]}
     assert records[8]["status"] == "failed" and records[8]["reason"] == "RuntimeError: measurement broke (simulated)"
     assert records[16]["status"] == "ok"

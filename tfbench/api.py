@@ -89,18 +89,20 @@ def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, work
         steps_per_call: Sequence[int] | None = None, stages: Sequence[str] | None = None, device: str = "auto",
         dataset: str = "mnist", data_dir: PathLike | None = None, samples: int | None = None,
         threads: tuple[int, int] | None = None, out: PathLike = "results", output: PathLike | None = None,
-        seed: int = 0, progress: bool = False) -> Results:
+        overwrite: bool = False, seed: int = 0, progress: bool = False) -> Results:
     """Run the benchmark suite, as ``tfbench run`` does, and return its results.
 
     ``profile`` is ``quick``, ``full`` or ``gate``; every other argument narrows it (None keeps the profile's
     choice). ``threads`` is (threads per op, ops side by side); default: both the core count. The results file
-    is ``output``, or a new ``results-<run id>.json`` in ``out``. ``progress`` prints a line per job to stderr.
+    is ``output``, or a new ``results-<run id>.json`` in ``out``; an existing ``output`` is refused unless
+    ``overwrite``, and one process at a time writes a file. ``progress`` prints a line per job to stderr.
     """
     import sys
 
     from tfbench.benchmarks.environment import cpu_count
+    from tfbench.benchmarks.outputs import WriterLock, check_file
     from tfbench.benchmarks.plan import PROFILES, build_plan, check_device
-    from tfbench.benchmarks.suite import execute, quiet
+    from tfbench.benchmarks.suite import execute, new_run_id, quiet
 
     check_device(device)
     plan = build_plan(profile, approaches=approaches, workloads=workloads, modes=modes, batch_sizes=batch_sizes,
@@ -113,9 +115,13 @@ def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, work
             raise ConfigError(f"threads must be (threads per op, ops side by side), whole numbers >= 0; "
                               f"got {threads!r}")
         pools = {"intra_op": threads[0], "inter_op": threads[1]}
+    run_id = new_run_id()
+    path = check_file(Path(out) / f"results-{run_id}.json" if output is None else output, "the results file")
     log = (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True)) if progress else quiet
-    results = execute(plan, threads=pools, device=device, output=None if output is None else Path(output),
-                      out_dir=Path(out), log=log)
+    with WriterLock(path):  # as `tfbench run`: never replace a results file by accident, never two writers
+        if path.exists() and not overwrite:
+            raise ConfigError(f"{path} already exists; pass overwrite=True to replace it, or another output")
+        results = execute(plan, threads=pools, device=device, output=path, log=log, run_id=run_id)
     return Results((results.path,))
 
 

@@ -22,3 +22,18 @@ class Unsupported(TfbenchError, NotImplementedError):
 
 class DatasetError(TfbenchError):
     """A dataset cannot be had, or its files are corrupt; the message names the file or the fix."""
+
+
+class WriteError(TfbenchError):
+    """A file cannot be written (before or during a run); the message names the path and the cause."""
+
+
+class TrainingDiverged(TfbenchError):
+    """The training loss became NaN or infinite; the message says in which epoch and at which step.
+
+    ``history`` holds the epochs completed before (the harness and ``tfbench train --json`` keep them).
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: str | None = None, history: list | None = None):
+        super().__init__(message)
+        self.epoch, self.step, self.history = epoch, step, list(history or [])

@@ -249,6 +249,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from tfbench.benchmarks.outputs import check_file
+
+    if args.markdown:
+        check_file(args.markdown, "the Markdown summary")  # before minutes of runs, not after them
     out_dir = args.out or Path("results", "ab", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     revs = {"a": args.baseline_rev, "b": args.candidate_rev}
     try:

@@ -298,6 +298,10 @@ def main(args: argparse.Namespace) -> int:
     if args.processes < 2 * args.rounds and args.reuse is None:
         raise UsageError(f"--processes {args.processes} is too few: an A/A trial needs 2 x {args.rounds} distinct "
                          f"processes; use --processes {2 * args.rounds} or more")
+    from tfbench.benchmarks.outputs import check_file
+
+    if args.out:
+        check_file(args.out, "the Markdown table")  # before minutes of runs, not after them
     seconds: list[float] = []
     processes = args.processes
     if args.reuse is not None:

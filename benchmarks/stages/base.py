@@ -63,7 +63,7 @@ class Context:
 
         if name not in self.unavailable:
             try:
-                return load(name, data_dir=self.plan.data_dir), None
+                return load(name, data_dir=self.plan.data_dir, verify=self.plan.verify), None
             except DatasetError as error:
                 self.unavailable[name] = str(error)
         return None, skipped(stubs, self.unavailable[name])

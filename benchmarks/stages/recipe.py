@@ -28,7 +28,7 @@ def run(context: Context, job: Job) -> list[dict]:
     try:
         with context.tf.device(job.params["device"].tf_device):
             result = run_recipe(recipe, data_dir=context.plan.data_dir, epochs=context.plan.recipe_epochs,
-                                seed=context.plan.seed)
+                                seed=context.plan.seed, verify=context.plan.verify)
     except DatasetError as error:
         context.unavailable[recipe.dataset] = str(error)
         return skipped(job.stubs, str(error))

@@ -165,7 +165,7 @@ def _step_records(context: Context, metas, timed, workload, device, peak_memory)
     for key, stub in metas.items():
         measured = timed[key]
         if measured.nonfinite:
-            records.append({**stub, "status": "failed", "reason": "the loss became NaN or infinite"})
+            records.append({**stub, "status": "failed", "reason": measured.nonfinite_reason})
             continue
         summary = summarize(measured.samples)
         throughput = stub["batch_size"] / summary["median"]
