@@ -32,10 +32,8 @@ from tfbench.implementations.workloads import Dense, Flatten
 
 class NaiveDense:
     def __init__(self, W: np.ndarray, b: np.ndarray, activation):
-        # aggregation matters only under a strategy: every replica assigns the same all-reduced update,
-        # and MEAN of equal updates is that update (without one, a replica may not assign at all).
-        self.W = tf.Variable(W, aggregation=tf.VariableAggregation.MEAN)
-        self.b = tf.Variable(b, aggregation=tf.VariableAggregation.MEAN)
+        self.W = tf.Variable(W)
+        self.b = tf.Variable(b)
         self.activation = activation
 
     def __call__(self, inputs):
