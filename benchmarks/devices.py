@@ -124,41 +124,112 @@ def synchronize(device: Device, tf=None) -> None:
     tf.test.experimental.sync_devices()
 
 
-def reset_peak_memory(device: Device, tf=None) -> None:
-    if device.kind == "cpu":
-        try:  # Linux: writing 5 resets the process's peak RSS (VmHWM)
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
-        return
+def _proc_status_bytes(field: str) -> int | None:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes; None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _allocator_memory(device: Device, tf) -> dict | None:
+    """TensorFlow's allocator statistics of ``device`` (``current`` and ``peak`` bytes), or None without them.
+
+    TensorFlow's CPU allocator keeps them too (TF 2.21), so the CPU and a GPU are measured alike: the
+    tensors TensorFlow allocates, not the process's resident memory.
+    """
+    try:
+        info = tf.config.experimental.get_memory_info(device.tf_device.strip("/"))
+        return {"current": int(info["current"]), "peak": int(info["peak"])}
+    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
+class MemoryWindow:
+    """One record's memory measurement under way: where it is read from and what was held at its start."""
+
+    source: str  # "allocator" (TensorFlow's allocator statistics) | "rss" (the process's resident memory)
+    baseline: int
+
+
+def start_memory_window(device: Device, tf=None) -> MemoryWindow | None:
+    """Reset the high-water mark and note what is held now, before one record builds and runs.
+
+    TensorFlow's allocator statistics where the device has them (``reset_memory_stats``); else, on
+    Linux, the process's resident memory: freed memory is handed back to the system first and writing 5
+    to ``/proc/self/clear_refs`` resets the peak (``VmHWM``) to the current resident size. None where
+    neither can be reset: a process-wide high-water mark is not a record's own figure.
+    """
     if tf is None:
         import tensorflow as tf
     try:
         tf.config.experimental.reset_memory_stats(device.tf_device.strip("/"))
-    except (ValueError, RuntimeError):  # not every plugin keeps memory stats
+        stats = _allocator_memory(device, tf)
+    except (ValueError, RuntimeError, AttributeError):  # not every plugin keeps memory stats
+        stats = None
+    if stats is not None:
+        return MemoryWindow("allocator", stats["current"])
+    if device.kind != "cpu":
+        return None
+    _release_freed_memory()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    resident = _proc_status_bytes("VmRSS")
+    return None if resident is None else MemoryWindow("rss", resident)
+
+
+def record_peak_memory(device: Device, window: MemoryWindow | None, tf=None) -> int | None:
+    """The record's own peak: the high-water mark since :func:`start_memory_window`, above its baseline."""
+    if window is None:
+        return None
+    if window.source == "allocator":
+        if tf is None:
+            import tensorflow as tf
+        stats = _allocator_memory(device, tf)
+        peak = None if stats is None else stats["peak"]
+    else:
+        peak = _proc_status_bytes("VmHWM")
+    return None if peak is None else max(0, peak - window.baseline)
+
+
+def _release_freed_memory() -> None:
+    """Hand memory already freed back to the operating system (glibc's ``malloc_trim``), so that what a
+    record allocates next shows as new resident pages instead of reusing pages an earlier record left."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the baseline then includes freed, reusable memory
         pass
 
 
 def peak_memory_bytes(device: Device, tf=None) -> int | None:
-    """Peak memory since the last reset: the process's RSS on the CPU, the device's allocator on a GPU."""
+    """Peak memory since the last reset: the device allocator's where it keeps statistics, else the
+    process's peak resident memory (the whole process's high-water mark unless reset)."""
+    if tf is None:
+        import tensorflow as tf
+    stats = _allocator_memory(device, tf)
+    if stats is not None:
+        return stats["peak"]
     if device.kind == "cpu":
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        peak = _proc_status_bytes("VmHWM")
+        if peak is not None:
+            return peak
         import resource
         import sys
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
-    if tf is None:
-        import tensorflow as tf
-    try:
-        return int(tf.config.experimental.get_memory_info(device.tf_device.strip("/"))["peak"])
-    except (ValueError, RuntimeError, KeyError):
-        return None
+    return None
 
 
 def split_cpu(count: int, tf=None) -> int:

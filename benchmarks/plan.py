@@ -49,6 +49,8 @@ class Profile:
     accuracy_epochs: int = 3
     accuracy_batch_size: int = 128
     recipe_epochs: int | None = 3  # None: each recipe's documented epochs
+    # Epochs of each tutorial's loop as published (eager, with its extra work per step); None: as published.
+    as_published_epochs: int | None = 1
     pipeline_batch_size: int = 128
     # Time a fixed NumPy kernel interleaved with each step-time group, for the regression gate.
     reference: bool = False
@@ -64,11 +66,11 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", "every approach x workload x mode at batch 128, K 1 and 16; 3 epochs of MNIST "
-                              "each; recipes capped at 3 epochs (<= 10 min on 2 cores)"),
+                              "each; recipes capped at 3 epochs, the tutorials' loops as published at 1"),
     "full": Profile("full", "batch sizes 32/128/256/1024, K 1, 16 and 64, more samples, 10 epochs of MNIST, "
-                            "recipes to their documented epochs",
+                            "recipes and the tutorials' loops as published to their documented epochs",
                     batch_sizes=(32, 128, 256, 1024), steps_per_call=(1, 16, 64), rounds=10, round_budget_s=0.15,
-                    warmup=5, accuracy_epochs=10, recipe_epochs=None),
+                    warmup=5, accuracy_epochs=10, recipe_epochs=None, as_published_epochs=None),
     "gate": Profile("gate", "the regression gate's small fixed set: step time only, function mode, K=1, "
                             "two approaches on mlp at batch 128",
                     approaches=("custom_tape", "keras_fit"), workloads=("mlp",), modes=("function",),
@@ -107,6 +109,7 @@ class Plan:
     accuracy_epochs: int = 3
     accuracy_batch_size: int = 128
     recipe_epochs: int | None = 3
+    as_published_epochs: int | None = 1
     pipeline_batch_size: int = 128
     inject_slowdown: float = 0.0
     reference: bool = False
@@ -131,7 +134,7 @@ class Plan:
         _check_positive("steps per call", self.steps_per_call)
         _check_positive("rounds, warm-up steps and epochs",
                         [self.rounds, self.accuracy_epochs, self.accuracy_batch_size, self.pipeline_batch_size]
-                        + [n for n in (self.samples, self.recipe_epochs) if n is not None])
+                        + [n for n in (self.samples, self.recipe_epochs, self.as_published_epochs) if n is not None])
         if not (self.approaches and self.workloads and self.modes and self.batch_sizes and self.steps_per_call):
             raise ConfigError("a plan needs at least one approach, workload, mode, batch size and K")
         if not 0 <= self.inject_slowdown < 10:
@@ -197,7 +200,8 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         dataset=dataset, data_dir=None if data_dir is None else str(data_dir), rounds=chosen.rounds,
         round_budget_s=chosen.round_budget_s, warmup=chosen.warmup, samples=samples,
         accuracy_epochs=chosen.accuracy_epochs, accuracy_batch_size=chosen.accuracy_batch_size,
-        recipe_epochs=chosen.recipe_epochs, pipeline_batch_size=chosen.pipeline_batch_size,
+        recipe_epochs=chosen.recipe_epochs, as_published_epochs=chosen.as_published_epochs,
+        pipeline_batch_size=chosen.pipeline_batch_size,
         inject_slowdown=inject_slowdown, reference=chosen.reference, roofline=chosen.roofline,
         interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify, strategy=strategy,
         replicas=replicas,

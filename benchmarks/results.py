@@ -24,7 +24,8 @@ tokens are still read.
 A record is one measurement::
 
     {"id": "step_time/custom_tape/mlp/function/k1/cpu/b32/synthetic/",
-     "kind": "step_time" | "accuracy" | "recipe" | "input_pipeline" | "distributed",
+     "kind": "step_time" | "accuracy" | "recipe" | "input_pipeline" | "as_published" | "breakdown"
+             | "distributed",
      "approach", "workload", "mode", "steps_per_call", "device", "batch_size",
      "dataset", "variant" (recipe or pipeline name, else ""),
      "strategy": "none" | "mirrored" | "multiworker", "replicas": int (replicas in sync),
@@ -41,6 +42,55 @@ Metrics, where they apply: ``step_time_s`` (see :func:`summarize`),
 ``documented_accuracy``, ``documented_metric``, ``reproduced_accuracy``,
 ``harness_overhead_fraction``, ``known_cost`` (text: the approach's reason for
 extra work per step in that mode, see ``Trainer.known_cost``).
+
+Recipe records also hold ``epochs`` (count run), ``documented_epochs`` (count
+the tutorial ran), ``documented_epoch`` (the epoch its figure belongs to),
+``documented_curve`` (fractions, its figure per epoch where it prints one),
+``full_length`` (bool: epochs run >= documented), ``final_accuracy``
+(fraction: the documented metric after the last epoch run); and
+``reproduced_accuracy`` is null unless the run was full length.
+
+``as_published`` records (one per recipe with a published loop, mode
+``eager``, batch size the tutorial's): ``published_step_time_s`` (seconds per
+optimizer step of the loop as published, a :func:`summarize` dict),
+``published_first_call_s`` (s), ``fixed_step_time_s`` (dict "MODE/kK" ->
+summary: the recipe's fixed loop at the same batch size),
+``fixed_eager_step_time_s`` and ``best_step_time_s`` (summaries),
+``best_mode`` and ``best_steps_per_call`` (the fastest compiled
+configuration), ``published_over_fixed_eager`` and ``published_over_best``
+(ratios of medians) with ``..._ci`` ([low, high] bootstrap 95%),
+``failed_configs`` (dict "MODE/kK" -> reason), ``published_nonfinite`` (bool),
+``published_batch_size``; and the accuracy of a fresh run of the loop:
+``published_accuracy`` (fraction: the documented metric, at the documented
+epoch if full length, else after the last epoch run), ``published_epochs``
+(count run), ``documented_epochs``, ``published_full_length`` (bool),
+``published_train_time_s`` (s, printing to os.devnull included),
+``published_figures`` (dict of every accuracy the loop ends with),
+``published_history`` (per-epoch dicts of what the loop prints).
+Roofline, memory and breakdown metrics (name, unit: meaning):
+
+* ``flops_per_sample``, FLOP: exact matmul + convolution FLOPs of one training sample
+  (``implementations/costs.py``; records before it held 3 x forward, which counted the first layer's
+  input gradient); ``achieved_gflops``, GFLOP/s: those FLOPs at the record's throughput;
+* ``roofs``, {``peak_gflops``: GFLOP/s, ``bandwidth_gbs``: {bytes: GB/s}}: the step-time group's own
+  roofs, best matmul rate and best streaming rate per working-set size, timed in its rounds;
+* ``model_flops_per_step``, FLOP; ``elementwise_flops_per_step``, FLOP (bias, ReLU, pooling, loss,
+  optimizer); ``min_bytes_per_step``, bytes: the fewest float32 bytes the step's ops read and write;
+* ``floor_s``, s: the roofline floor of one step, sum over ops of max(FLOPs / peak, bytes / bandwidth);
+  ``floor_compute_s`` / ``floor_memory_s``, s: its compute-bound and memory-bound parts;
+  ``binding_roof``, "compute" | "memory": the larger part; ``fraction_of_floor``, ratio: floor / median
+  step time (at most 1 if the model holds); ``floor_unavailable``, text: why a workload has no floor;
+* ``mfu``, ratio: model FLOPs utilisation, exact matmul/convolution FLOPs per second over the peak;
+* ``roofline_fraction``, ratio: older records only (3 x forward FLOPs over a peak measured once a run);
+* ``peak_memory_bytes``, bytes: the record's own peak, the device allocator's high-water mark during its
+  build, first call and warm-up above what was held before it (the process's resident memory where
+  the allocator keeps no statistics); ``harness_preplaced_bytes``, bytes: the batches the harness
+  placed on the device for the whole group before any configuration was built;
+* breakdown records: ``profiled_step_s``, s: wall time per step under the profiler; ``breakdown_s``,
+  {category: s}: that time split into ``conv``, ``pool``, ``matmul``, ``elementwise``, ``optimizer``,
+  ``copies`` (each op category's share of the wall time ops covered) and ``rest`` (no op running:
+  dispatch, control flow, Python); ``thread_s``, {category: s}: the ops' own times summed over threads;
+  ``ops_wall_s``, s: wall time with at least one op running; ``profiled_steps``, ``op_events``, counts.
 
 ``strategy`` and ``replicas`` were added after the first files were written: a
 record without them is read as ``"none"`` and ``1`` (one device), and its id
@@ -84,7 +134,7 @@ from tfbench.benchmarks.outputs import writing
 from tfbench.errors import TfbenchError, WriteError
 
 SCHEMA_VERSION = 1
-KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "distributed")
+KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "as_published", "breakdown", "distributed")
 STATUSES = ("ok", "unsupported", "skipped", "failed")
 FINAL_STATUSES = ("ok", "unsupported")  # a resumed run keeps these; skipped and failed ones are tried again
 # Key fields a file written before tf.distribute support lacks, with the value they then mean.

@@ -244,11 +244,12 @@ def print_summary(records: list[dict]) -> None:
             speedup = m.get("speedup_vs_eager")
             rows.append([r["workload"], r["batch_size"], r["device"], r["approach"], r["mode"], r["steps_per_call"],
                          f"{m['step_time_s']['median'] * 1e3:.3g}", f"{m['throughput_sps']:,.0f}",
-                         f"{speedup:.2f}x" if speedup else "", f"{100 * m.get('roofline_fraction', 0):.1f}%"
-                         + ("  noisy" if m.get("noisy") else "")])
+                         f"{speedup:.2f}x" if speedup else "",
+                         f"{100 * m['fraction_of_floor']:.1f}%" if "fraction_of_floor" in m else "",
+                         (f"{100 * m['mfu']:.1f}%" if "mfu" in m else "") + ("  noisy" if m.get("noisy") else "")])
     if rows:
         print(tabulate(rows, headers=["workload", "batch", "device", "approach", "mode", "K", "ms/step",
-                                      "samples/s", "vs eager", "roofline"]))
+                                      "samples/s", "vs eager", "of floor", "MFU"]))
     rows = [[r["kind"], r["variant"] or r["approach"], r["workload"], r["dataset"],
              f"{(r.get('metrics') or {}).get('test_accuracy', float('nan')):.4f}",
              (r.get("metrics") or {}).get("time_to_accuracy_s") or ""]

@@ -123,8 +123,13 @@ def describe(records: list[dict]) -> str:
         m = r.get("metrics") or {}
         if r["status"] != "ok":
             parts.append(f"{label}: {r['status']}")
+        elif "published_step_time_s" in m:  # as_published: the tutorial's step against the best mode's
+            parts.append(f"{label} {m['published_step_time_s']['median'] * 1e3:.3g} ms a step as published, "
+                         f"{m['best_step_time_s']['median'] * 1e3:.3g} ms fixed ({m['best_mode']})")
         elif "step_time_s" in m:
             parts.append(f"{label} {m['step_time_s']['median'] * 1e3:.3g} ms")
+        elif "profiled_step_s" in m:
+            parts.append(f"{label} {m['profiled_step_s'] * 1e3:.3g} ms profiled")
         elif "test_accuracy" in m:
             tta = m.get("time_to_accuracy_s")
             parts.append(f"test acc {m['test_accuracy']:.4f}" + (f", target in {tta:.1f} s" if tta else ""))

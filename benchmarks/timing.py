@@ -13,10 +13,20 @@ own custom-loop benchmark, which adds up loss tensors without waiting):
    the machine's drift hits all of them alike and their ratio is fair.
 
 The clock and the sync are arguments, so tests use a fake clock.
+
+One hidden hook serves the regression gate's duet schedule (``tfbench ab
+--schedule duet``), which runs the baseline's and the candidate's processes at
+the same time: when the environment variable ``TFBENCH_ROUND_BARRIER`` holds
+two file descriptors ``READY,GO`` (pipes the gate passes to the process),
+:func:`measure_interleaved` waits at a barrier before each round: it writes one
+line naming the round to READY, then blocks until the gate writes one byte to
+GO, so that both processes start each round together. Unset (every normal
+run), the hook does nothing, outside the timed calls either way.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,6 +150,7 @@ def measure_interleaved(configs: dict[str, Timed], *, rounds: int, round_budget_
         per_round[name] = int(np.clip(round_budget_s / max(probe, 1e-9), min_per_round, max_per_round))
     for r in range(rounds):
         order = [name for block in _rotated(blocks, r) for name in _rotated(block, r)]
+        round_barrier(f"round {r + 1}/{rounds}: {' '.join(order)}")
         if on_order:
             on_order(order)
         for name in order:
@@ -147,6 +158,28 @@ def measure_interleaved(configs: dict[str, Timed], *, rounds: int, round_budget_
             for _ in range(per_round[name]):
                 timed.samples.append(timed.timed_call(sync, clock) / timed.steps_per_call)
     return configs
+
+
+ROUND_BARRIER_ENV = "TFBENCH_ROUND_BARRIER"
+
+
+def round_barrier(label: str) -> None:
+    """Wait for the gate's go before a round, if the gate asked for it (``TFBENCH_ROUND_BARRIER``; see the module
+    docstring). ``label`` names the round and its order, so the gate can check that both processes are at the
+    same point. Exits the process if the gate has gone (its end of the pipe closed): nobody would release it."""
+    spec = os.environ.get(ROUND_BARRIER_ENV)
+    if not spec:
+        return
+    ready_fd, go_fd = (int(part) for part in spec.split(","))
+    try:
+        os.write(ready_fd, (label.replace("\n", " ") + "\n").encode())
+        released = os.read(go_fd, 1)
+    except OSError as error:
+        released, reason = b"", error.strerror
+    else:
+        reason = "the gate closed it"
+    if not released:
+        raise SystemExit(f"tfbench: the round barrier is gone ({reason}); stopping")
 
 
 def _rotated(items: list, r: int) -> list:
@@ -169,14 +202,38 @@ def harness_overhead(timed: Timed, *, rounds: int = 5, calls: int = 20, sync: Ca
     return float(np.median(harness) / np.median(bare) - 1)
 
 
+BOOTSTRAP_BLOCKS = 10  # contiguous blocks per sample series in bootstrap_ratio
+
+
 def bootstrap_ratio(numerator: list[float], denominator: list[float], *, resamples: int = 2000,
                     confidence: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """median(numerator) / median(denominator) with a percentile-bootstrap interval."""
+    """median(numerator) / median(denominator) with a paired block-bootstrap percentile interval.
+
+    Consecutive timing samples are autocorrelated (the machine's speed drifts
+    from round to round), so resampling single samples as if independent gives
+    intervals far too narrow. Each series, in time order, is cut into
+    :data:`BOOTSTRAP_BLOCKS` contiguous blocks of equal share; the two series
+    were measured interleaved round by round, so block j of one covers the same
+    span of time as block j of the other. A resample draws block indices with
+    replacement, the *same* ones for both series (the drift they shared stays
+    shared), and takes the ratio of the medians of the drawn samples.
+    """
     num, den = np.asarray(numerator, float), np.asarray(denominator, float)
-    rng = np.random.default_rng(seed)
-    num_medians = np.median(rng.choice(num, size=(resamples, num.size)), axis=1)
-    den_medians = np.median(rng.choice(den, size=(resamples, den.size)), axis=1)
-    ratios = num_medians / den_medians
+    if num.size == 0 or den.size == 0:
+        raise ValueError("bootstrap_ratio needs samples on both sides")
+    blocks = min(BOOTSTRAP_BLOCKS, num.size, den.size)
+    drawn = np.random.default_rng(seed).integers(0, blocks, size=(resamples, blocks))
+    ratios = _block_medians(num, blocks, drawn) / _block_medians(den, blocks, drawn)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return float(np.median(num) / np.median(den)), float(low), float(high)
+
+
+def _block_medians(series: np.ndarray, blocks: int, drawn: np.ndarray) -> np.ndarray:
+    """The median of each resample of ``series``'s contiguous blocks (``drawn``: resamples x block indices).
+
+    Blocks are of equal size: the last ``len(series) % blocks`` samples are left out of the resamples (at most
+    ``blocks - 1``; the point estimate keeps them)."""
+    size = series.size // blocks
+    table = series[:blocks * size].reshape(blocks, size)
+    return np.median(table[drawn].reshape(drawn.shape[0], -1), axis=1)

@@ -34,13 +34,14 @@ class DualOptimizerTape(LoopTrainer):
     default_optimizers = (OptimizerSpec("adam", 2e-3), OptimizerSpec("nadam", 1e-3))
 
     @classmethod
-    def known_cost(cls, workload, mode, steps_per_call):
+    def known_cost(cls, workload, mode, steps_per_call, device_kind="cpu"):
         if mode == "eager":
             # Compiled, the graph holds the repeated backward ops twice too, but TensorFlow's graph optimizer
             # merges them: measured, the compiled step keeps pace with custom_tape's.
             return ("the persistent tape's two gradient calls each run the backward pass from the loss, so the "
                     "upper layers' backward pass runs twice, and two optimizers apply their updates one by one")
-        return conv_bias_cost(workload, mode) or super().known_cost(workload, mode, steps_per_call)
+        return (conv_bias_cost(workload, mode, device_kind)
+                or super().known_cost(workload, mode, steps_per_call, device_kind))
 
     def _build(self, weights):
         split = self.workload.lower_layers

@@ -166,12 +166,14 @@ class Trainer(ABC):
         return None
 
     @classmethod
-    def known_cost(cls, workload: Workload, mode: str, steps_per_call: int) -> str | None:
+    def known_cost(cls, workload: Workload, mode: str, steps_per_call: int, device_kind: str = "cpu") -> str | None:
         """Why this approach is slower per step than the fastest in ``mode`` with K steps per call, where
         the cause is measured and lies in the style (or in how it runs K steps), not in noise; else None.
 
-        The harness stores it with each step-time record, and the report gives it as the reason where the
-        approach falls more than 10% behind the fastest one.
+        ``device_kind`` ("cpu", "gpu", "metal"): a cost found in one device's kernels (oneDNN's, XLA's CPU
+        backend) is stated for that kind of device only; what the style's code does is stated for all.
+        The harness stores it with each step-time and breakdown record, and the report gives it as the
+        reason where the approach falls more than 10% behind the fastest one.
         """
         return None
 
@@ -292,10 +294,10 @@ class LoopTrainer(Trainer):
         self._eval_batch = self._compile(self._eval_sums)
 
     @classmethod
-    def known_cost(cls, workload, mode, steps_per_call):
+    def known_cost(cls, workload, mode, steps_per_call, device_kind="cpu"):
         from tfbench.implementations.workloads import Conv2D
 
-        if mode == "xla" and steps_per_call > 1 and workload.has(Conv2D):
+        if mode == "xla" and steps_per_call > 1 and workload.has(Conv2D) and device_kind == "cpu":
             # Measured (benchmarks/PERFORMANCE.md, section 4): the MLP is fastest as one XLA loop, the
             # CNN is not; the cause lies inside XLA's CPU backend.
             return ("XLA compiles the K-step loop into one while-loop program, and inside it the convolution "

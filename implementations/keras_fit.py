@@ -79,7 +79,7 @@ class KerasFit(Trainer):
         return super().unsupported(workload, mode, strategy, steps_per_call)
 
     @classmethod
-    def known_cost(cls, workload, mode, steps_per_call):
+    def known_cost(cls, workload, mode, steps_per_call, device_kind="cpu"):
         # What fit's own loop (keras/src/backend/tensorflow/trainer.py, Keras 3) adds to each step.
         if mode == "xla" and steps_per_call > 1:
             return ("fit pulls each batch from a tf.data iterator, which XLA cannot compile, so Keras compiles "
@@ -90,7 +90,7 @@ class KerasFit(Trainer):
                     "tf.data iterator: two calls per step, where a hand-written loop makes one")
         loop = ("each step pulls its batch from a tf.data iterator through a tf.distribute strategy and "
                 "updates fit's metric variables (running loss and accuracy): more small ops per step")
-        return "; ".join(filter(None, [loop, conv_bias_cost(workload, mode)]))
+        return "; ".join(filter(None, [loop, conv_bias_cost(workload, mode, device_kind)]))
 
     def _build(self, weights):
         self.model = keras.Sequential([keras.Input(INPUT_SHAPE)] + [keras_layer(s) for s in self.workload.layers])

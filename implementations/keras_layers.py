@@ -11,10 +11,11 @@ import keras
 from tfbench.implementations.workloads import BatchNorm, Conv2D, Dense, Flatten, LayerSpec, MaxPool, ReLU
 
 
-def conv_bias_cost(workload, mode: str) -> str | None:
+def conv_bias_cost(workload, mode: str, device_kind: str = "cpu") -> str | None:
     """The measured cost of Keras's convolution bias under plain ``tf.function``, shared by the approaches
-    built on Keras layers (see ``Trainer.known_cost``); None where it does not apply."""
-    if mode == "function" and workload.has(Conv2D):
+    built on Keras layers (see ``Trainer.known_cost``); None where it does not apply. A fact of oneDNN's
+    CPU kernels, so stated for the CPU only."""
+    if mode == "function" and workload.has(Conv2D) and device_kind == "cpu":
         return ("Keras adds a convolution's bias with BiasAdd, which oneDNN fuses into the filter gradient "
                 "(Conv2DBackpropFilterWithBias in the profile); here that measured slower than raw_tf_nn's "
                 "plain `+ bias` (8% in a stand-alone step)")

@@ -1,7 +1,7 @@
 """Workloads: the task, defined once, apart from how it is trained.
 
 A workload owns the network (as a list of layer specs), the seeded
-initialiser, the loss, the FLOP count of one training sample and the target
+initialiser, the loss, the FLOP count of one training sample (``costs``) and the target
 accuracy per dataset (the AlgoPerf workload/submission split). Every approach
 in this package builds *the same* network from these specs in its own style,
 and starts from the same weights, which is what makes the comparison fair.
@@ -224,12 +224,15 @@ class Workload:
 
     @property
     def flops_per_sample(self) -> int:
-        """FLOPs of one *training* sample: 2 per MAC, times 3 for forward + two backward matmuls.
+        """Exact matmul and convolution FLOPs of one *training* sample (:mod:`implementations.costs`).
 
-        The usual convention (e.g. Kaplan et al. 2020, "6N" per token); the
-        elementwise ops (relu, pooling, softmax) are left out, as in MFU counts.
+        Forward, weight gradients, and input gradients of every layer but the first (no gradient with
+        respect to the images is computed); element-wise work is counted apart, in ``costs.step_costs``.
+        The "3 x forward" convention (``6 * forward_macs()``) would count the first layer's input gradient.
         """
-        return 6 * self.forward_macs()
+        from tfbench.implementations.costs import model_flops_per_sample
+
+        return model_flops_per_sample(self)
 
 
 # --- the workloads -----------------------------------------------------------

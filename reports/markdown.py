@@ -13,18 +13,27 @@ import pandas as pd
 from tabulate import tabulate
 
 from tfbench.benchmarks.results import NOISY_IQR_FRACTION
+from tfbench.reports.as_published import recipe_epochs, recipe_figure, recipe_full_length
+from tfbench.reports.as_published import section as as_published_section
+from tfbench.reports.breakdown import breakdown_section
 from tfbench.reports.data import approach_rank, latest, mode_rank, ok, ordered, sort_key
 from tfbench.reports.headline import folded, headline
+from tfbench.reports.memory import memory_lines
+from tfbench.reports.roofline import has_floor, model_lines, roofline_cell
 
 TITLE = "TensorFlow training benchmark report"
 NOISY_MARK = "†"
 DASH = "—"
 # chart name -> section it is shown in; accuracy_curves_<workload> charts go with the accuracy section.
 CHART_SECTIONS = {"step_time": "step_time", "batch_size": "step_time", "speedup": "speedup",
-                  "throughput": "throughput", "time_to_accuracy": "accuracy", "scaling": "distributed"}
+                  "throughput": "throughput", "time_to_accuracy": "accuracy", "as_published": "as_published",
+                  "recipe_curves": "recipes", "scaling": "distributed"}
 CHART_TITLES = {"step_time": "Step time by approach and mode", "batch_size": "Throughput against batch size",
                 "speedup": "Speedup over eager", "throughput": "Throughput by device",
-                "time_to_accuracy": "Time to target accuracy", "scaling": "Scaling efficiency against replicas"}
+                "time_to_accuracy": "Time to target accuracy",
+                "as_published": "Time per step and accuracy: as published, fixed, documented",
+                "recipe_curves": "Reproduced figure per epoch against the published one",
+                "scaling": "Scaling efficiency against replicas"}
 
 
 # --- numbers ---------------------------------------------------------------------------------------------
@@ -226,14 +235,15 @@ def _summary(frame: pd.DataFrame) -> list[str]:
         bullets.append(text + ".")
     recipes = ok(frame, "recipe")
     if not recipes.empty:
-        documented = recipes.dropna(subset=["documented_accuracy", "reproduced_accuracy"])
-        text = f"Documented recipes: {len(recipes)} reproduced"
+        full = recipes[recipes.apply(recipe_full_length, axis=1).map(lambda f: f is not False)]
+        documented = full.dropna(subset=["documented_accuracy", "reproduced_accuracy"])
+        text = f"Documented recipes: {len(full)} of {len(recipes)} run to their documented length"
         if not documented.empty:
             text += "; reproduced minus documented accuracy: " + ", ".join(
                 f"{r['variant']} {r['reproduced_accuracy'] - r['documented_accuracy']:+.4f}"
                 for _, r in documented.iterrows())
-        if len(documented) < len(recipes):
-            text += f"; {len(recipes) - len(documented)} without a documented accuracy to compare with"
+        if len(full) < len(recipes):
+            text += f"; {len(recipes) - len(full)} capped (not reproductions)"
         bullets.append(text + ".")
     noisy = int(frame["noisy"].fillna(False).sum())
     if noisy:
@@ -302,10 +312,7 @@ def _step_time(frame: pd.DataFrame) -> list[str]:
         if not first_calls.empty:
             out += ["First call (tracing and compiling included):", "",
                     _grid(first_calls, lambda r: secs(r["first_call_s"])), ""]
-        memory = ok(group, "step_time").dropna(subset=["peak_memory_bytes"])
-        if not memory.empty:
-            out += ["Peak device memory:", "", _grid(memory, lambda r: f"{sig(r['peak_memory_bytes'] / 2**20)} MiB"),
-                    ""]
+        out += memory_lines(ok(group, "step_time"), _grid)
     return out[:-1]
 
 
@@ -357,31 +364,23 @@ def _throughput(frame: pd.DataFrame) -> list[str]:
 
 
 def roofline_fractions(step_times: pd.DataFrame) -> pd.Series:
-    """The stored roofline fraction, else throughput / (peak FLOP/s / FLOPs per sample) when both are known."""
-    computed = step_times["throughput_sps"] * step_times["flops_per_sample"] / (
-        step_times["device_peak_gflops"] * 1e9)
-    return step_times["roofline_fraction"].astype(float).fillna(computed.astype(float))
+    """Older records' stored fraction of the run's matmul peak (3 x forward FLOPs); NaN for a record measured
+    with the roofline model, whose figures are its floor and MFU (:mod:`tfbench.reports.roofline`)."""
+    return step_times["roofline_fraction"].astype(float)
 
 
 def _roofline(frame: pd.DataFrame) -> list[str]:
     step_times = ok(frame, "step_time")
     if not step_times.empty:
-        step_times = step_times.assign(roofline=roofline_fractions(step_times)).dropna(subset=["roofline"])
+        step_times = step_times.assign(roofline=roofline_fractions(step_times))
+        has = step_times.apply(has_floor, axis=1) | step_times["roofline"].notna()
+        step_times = step_times[has]
     if step_times.empty:
-        return ["No roofline figures in these results (they need a device peak and the FLOPs per sample)."]
-    peaks = step_times.drop_duplicates("device_label")
-    out = ["Achieved FLOP/s as a fraction of the device's peak: throughput x FLOPs per training sample / peak. "
-           "The peak is the best dense float32 matmul rate measured on the device in the same run:", ""]
-    out += [f"- {r['device_label']} ({_text(r['device_description'])}): {sig(r['device_peak_gflops'])} GFLOP/s"
-            + ("" if _missing(r["device_peak_size"]) else f" at {int(r['device_peak_size'])}³")
-            for _, r in peaks.iterrows()]
-    flops = step_times.drop_duplicates("workload")
-    out += ["", "FLOPs per training sample: " + ", ".join(
-        f"{r['workload']} {sig(r['flops_per_sample'] / 1e6)} MFLOP" for _, r in ordered(flops).iterrows()
-        if not _missing(r["flops_per_sample"])) + ".", ""]
+        return ["No roofline figures in these results (they need the device's roofs and the step's costs)."]
+    out = model_lines(step_times)
     out += [BEST_INTRO, "", _best_per_approach(step_times), "", *_within_fastest(step_times), "",
             "Every configuration:", ""]
-    return out + [_by_device_columns(step_times, lambda r: percent(r["roofline"]))]
+    return out + [_by_device_columns(step_times, roofline_cell)]
 
 
 BEST_INTRO = ("Each approach's best configuration (the mode and steps per call K with the highest throughput) "
@@ -397,7 +396,7 @@ def _best_per_approach(step_times: pd.DataFrame) -> str:
         fastest = best["throughput_sps"].max()
         for _, r in best.iterrows():
             rows.append([device, workload, int(batch), r["approach"], f"{r['mode']} {_k(r['steps_per_call'])}",
-                         sig(r["throughput_sps"]), percent(r["roofline"]), times(r["throughput_sps"] / fastest)])
+                         sig(r["throughput_sps"]), roofline_cell(r), times(r["throughput_sps"] / fastest)])
     return _table(["Device", "Workload", "Batch", "Approach", "Best mode", "Samples/s", "Roofline",
                    "Of the fastest"], rows)
 
@@ -472,14 +471,19 @@ def _recipes(frame: pd.DataFrame) -> list[str]:
         return ["No documented-recipe records in these results."]
     rows = []
     for _, r in recipes.iterrows():
-        both = not _missing(r["documented_accuracy"]) and not _missing(r["reproduced_accuracy"])
-        difference = f"{r['reproduced_accuracy'] - r['documented_accuracy']:+.4f}" if both else DASH
+        capped = recipe_full_length(r) is False
+        figure = recipe_figure(r)
+        both = not capped and not _missing(r["documented_accuracy"]) and not _missing(figure)
+        difference = f"{figure - r['documented_accuracy']:+.4f}" if both else DASH
         documented = accuracy(r["documented_accuracy"]) if not _missing(r["documented_accuracy"]) else "not reported"
+        reproduced = f"capped: {accuracy(figure)}, not a reproduction" if capped else accuracy(figure)
         rows.append([r["variant"], _text(r["title"]), r["approach"], r["workload"], r["dataset"],
-                     _text(r["documented_metric"]), documented, accuracy(r["reproduced_accuracy"]), difference])
-    out = ["The tutorials and books the approaches come from, re-run as documented.", "",
-           _table(["Recipe", "Title", "Approach", "Workload", "Dataset", "Metric", "Documented", "Reproduced",
-                   "Difference"], rows)]
+                     _text(r["documented_metric"]), recipe_epochs(r), documented, reproduced, difference])
+    out = ["The tutorials and books the approaches come from, run with their documented configuration (bugs "
+           "fixed, see the notes). Epochs: run / documented; only a run to the documented length is compared "
+           "with the documented figure.", "",
+           _table(["Recipe", "Title", "Approach", "Workload", "Dataset", "Metric", "Epochs", "Documented",
+                   "Reproduced", "Difference"], rows)]
     notes = [f"- **{r['variant']}** ({_text(r['source'])}): {' '.join(str(r['notes']).split())}"
              for _, r in recipes.iterrows() if not _missing(r["notes"]) and r["notes"]]
     return out + (["", "Notes:", ""] + notes if notes else [])
@@ -508,9 +512,13 @@ def _noisy(frame: pd.DataFrame) -> list[str]:
         what = " · ".join(str(v) for v in (r["kind"], r["device_label"], r["workload"], r["approach"], r["mode"],
                                            _k(r["steps_per_call"]), f"batch {int(r['batch_size'])}",
                                            r["variant"]) if v)
-        out.append(f"- {what}: median {ms(r['step_time_median_s'])}, IQR {ms(r['step_time_iqr_s'])} "
-                   f"({percent(r['step_time_iqr_s'] / r['step_time_median_s'])} of the median, "
-                   f"n={_int(r['step_time_n'])})")
+        if r["kind"] == "as_published":  # its own sample set is the published loop's step
+            median, iqr, n = (r["published_step_time_s_median"], r["published_step_time_s_iqr"],
+                              r["published_step_time_s_n"])
+        else:
+            median, iqr, n = r["step_time_median_s"], r["step_time_iqr_s"], r["step_time_n"]
+        out.append(f"- {what}: median {ms(median)}, IQR {ms(iqr)} ({percent(iqr / median)} of the median, "
+                   f"n={_int(n)})")
     return out
 
 
@@ -528,9 +536,11 @@ SECTIONS = (
     ("speedup", "Speedup over eager", _speedup),
     ("throughput", "Throughput by device", _throughput),
     ("roofline", "Roofline", _roofline),
+    ("breakdown", "Where the time goes", breakdown_section),
     ("input_pipeline", "Input pipeline", _input_pipeline),
     ("accuracy", "Accuracy and time-to-accuracy", _accuracy),
     ("recipes", "Documented recipes", _recipes),
+    ("as_published", "Tutorials as published", as_published_section),
     ("distributed", "Scaling out with tf.distribute", _distributed),
     ("not_ok", "Unsupported, skipped and failed records", _not_ok),
     ("noisy", "Noisy measurements", _noisy),
@@ -540,15 +550,19 @@ SECTIONS = (
 def _chart_section(name: str) -> str:
     if name.startswith("accuracy_curves_"):
         return "accuracy"
+    if name.startswith("breakdown_"):
+        return "breakdown"
     if name not in CHART_SECTIONS:
         raise ValueError(f"unknown chart {name!r}; expected one of {', '.join(CHART_SECTIONS)} "
-                         "or accuracy_curves_<workload>")
+                         "or accuracy_curves_<workload> or breakdown_<workload>")
     return CHART_SECTIONS[name]
 
 
 def _chart_title(name: str) -> str:
     if name.startswith("accuracy_curves_"):
         return f"Loss and accuracy per epoch, {name.removeprefix('accuracy_curves_')}"
+    if name.startswith("breakdown_"):
+        return f"Where the time of one step goes, {name.removeprefix('breakdown_')}"
     return CHART_TITLES[name]
 
 

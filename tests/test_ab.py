@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from tfbench.benchmarks import cli
-from tfbench.benchmarks.gate import ab, calibrate
+from tfbench.benchmarks.gate import ab, calibrate, plant
 from tfbench.benchmarks.gate.ab import ProcessResult, run_ab
 from tfbench.benchmarks.gate.calibrate import (
+    NULL,
+    Condition,
     Rate,
     collect_pools,
     estimate_rates,
@@ -73,10 +75,12 @@ class FakeRunner:
 
     def __init__(self, fail_on_call: int | None = None):
         self.calls: list[tuple[str, Path, str, list[str]]] = []
+        self.plants: list[str | None] = []
         self.fail_on_call = fail_on_call
 
-    def __call__(self, side, worktree, python, args, output) -> ProcessResult:
+    def __call__(self, side, worktree, python, args, output, plant=None) -> ProcessResult:
         self.calls.append((side, Path(worktree), python, list(args)))
+        self.plants.append(plant)
         assert Path(worktree).is_dir()
         if len(self.calls) == self.fail_on_call:
             return ProcessResult(3, "lots of log\n" * 50 + "RuntimeError: boom in worker\n")
@@ -197,7 +201,7 @@ def test_ab_cli_with_the_real_subprocess_runner(repo, tmp_path, monkeypatch, cap
 def test_calibration_on_quiet_synthetic_pools_meets_the_targets():
     pools = synthetic_pools(16, (0.05, 0.10, 0.20), process_noise=0.005, sample_noise=0.005, seed=1)
     rates, compare_seconds = estimate_rates(pools, rounds=6, trials=150, seed=2)
-    by_slowdown = {rate.slowdown: rate for rate in rates}
+    by_slowdown = {rate.condition.slowdown: rate for rate in rates}
     assert by_slowdown[0.0].rate <= 0.01
     assert by_slowdown[0.10].rate >= 0.95 and by_slowdown[0.20].rate == 1.0
     assert all(rate.met for rate in rates)
@@ -206,7 +210,7 @@ def test_calibration_on_quiet_synthetic_pools_meets_the_targets():
 
 def test_calibration_on_noisy_pools_keeps_false_alarms_low_and_catches_large_slowdowns():
     pools = synthetic_pools(20, (0.10, 0.50), process_noise=0.10, seed=3)
-    rates = {rate.slowdown: rate for rate in estimate_rates(pools, rounds=6, trials=400, seed=4)[0]}
+    rates = {rate.condition.slowdown: rate for rate in estimate_rates(pools, rounds=6, trials=400, seed=4)[0]}
     assert rates[0.0].rate <= 0.01
     assert rates[0.50].rate >= 0.95
     assert rates[0.10].rate < rates[0.50].rate
@@ -224,26 +228,35 @@ def test_calibration_interleaves_conditions_round_robin(tmp_path):
     worktree = tmp_path / "checkout"
     worktree.mkdir()
     (worktree / "speed.txt").write_text("0.010")
-    pools, seconds = collect_pools(2, (0.05, 0.10), run_args=["--profile", "gate"], out_dir=tmp_path / "out",
+    conditions = (Condition(0.05), Condition(0.10), Condition(plant="extra_op"))
+    pools, seconds = collect_pools(2, conditions, run_args=["--profile", "gate"], out_dir=tmp_path / "out",
                                    worktree=worktree, runner=runner, log=lambda line: None)
-    assert [call[0] for call in runner.calls] == ["slowdown 0", "slowdown 0.05", "slowdown 0.1"] * 2
+    assert [call[0] for call in runner.calls] == ["slowdown 0", "slowdown 0.05", "slowdown 0.1",
+                                                   "planted extra_op"] * 2
     assert runner.calls[1][3] == ["--profile", "gate", "--inject-slowdown", "0.05"]
-    assert runner.calls[0][3] == ["--profile", "gate"]
-    assert {condition: len(pool) for condition, pool in pools.items()} == {0.0: 2, 0.05: 2, 0.10: 2}
-    assert len(seconds) == 6
-    reused, reused_seconds = load_pools(tmp_path / "out")  # --reuse: re-decide them with other parameters
-    assert {condition: len(pool) for condition, pool in reused.items()} == {0.0: 2, 0.05: 2, 0.10: 2}
-    assert reused_seconds == seconds
-    with pytest.raises(UsageError, match="no slowdown0"):
+    assert runner.calls[0][3] == runner.calls[3][3] == ["--profile", "gate"]
+    assert runner.plants == [None, None, None, "extra_op"] * 2
+    assert {condition: len(pool) for condition, pool in pools.items()} == {NULL: 2, **{c: 2 for c in conditions}}
+    assert len(seconds) == 8
+    reused, reused_seconds, schedule = load_pools(tmp_path / "out")  # --reuse: re-decide them with other settings
+    assert {condition: len(pool) for condition, pool in reused.items()} == {NULL: 2, **{c: 2 for c in conditions}}
+    assert (reused_seconds, schedule) == (seconds, "alternate")
+    with pytest.raises(UsageError, match="no no-change results"):
         load_pools(tmp_path)
 
 
 def test_calibration_markdown_states_what_it_rests_on():
-    rates = [Rate(0.0, 100, 0), Rate(0.05, 100, 60), Rate(0.10, 100, 99)]
+    rates = [Rate(NULL, 100, 0), Rate(Condition(0.05), 100, 60, "1.052"), Rate(Condition(0.10), 100, 99),
+             Rate(Condition(plant="broken"), 100, 100, "broken")]
     text = to_markdown(rates, processes=24, rounds=6, threshold=None, alpha=0.01, compare_seconds=0.002,
                        process_seconds=[20.0, 22.0])
     assert "24 processes per condition" in text and "100 trials" in text and "not independent" in text
-    assert "| 5 % slowdown: detections" in text and "**no**" in text
+    cells = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+             for line in text.splitlines() if line.startswith("| ") and "detections" in line}
+    assert cells["5 % busy-wait slowdown: detections"] == ["1.052", "100", "60", "60 %", "≥ 80 %", "**no**"]
+    assert cells["10 % busy-wait slowdown: detections"] == ["-", "100", "99", "99 %", "≥ 99 %", "yes"]
+    broken = next(value for key, value in cells.items() if key.startswith("planted broken"))
+    assert broken == ["broken", "100", "100", "100 %", "≥ 100 %", "yes"]
     assert "6 rounds x 2 processes x 21.0 s" in text and "within the 300 s budget" in text
 
 
@@ -260,7 +273,7 @@ def test_calibrate_cli_runs_processes_through_the_runner(repo, tmp_path, monkeyp
     monkeypatch.chdir(repo)
     monkeypatch.setattr(calibrate, "default_runner", FakeRunner())
     argv = ["calibrate-gate", "--processes", "10", "--trials", "20", "--slowdowns", "0.5", "--rounds", "5",
-            "--results", str(tmp_path / "runs")]
+            "--plants", "none", "--schedule", "alternate", "--results", str(tmp_path / "runs")]
     assert cli.main(argv) == 0
     assert len(calibrate.default_runner.calls) == 20
     assert "One gate: 5 rounds x 2 processes x" in capsys.readouterr().out
@@ -272,11 +285,62 @@ def test_a_relative_output_folder_is_made_absolute_for_the_processes(repo, tmp_p
     outputs = []
 
     class RecordingRunner(FakeRunner):
-        def __call__(self, side, worktree, python, args, output):
+        def __call__(self, side, worktree, python, args, output, plant=None):
             outputs.append(Path(output))
-            return super().__call__(side, worktree, python, args, output)
+            return super().__call__(side, worktree, python, args, output, plant)
 
     run_ab(repo, "HEAD~1", "HEAD", rounds=5, out_dir=Path("results") / "ab", runner=RecordingRunner(),
            log=lambda line: None)
     assert outputs and all(path.is_absolute() for path in outputs)
     assert all(path.parent == tmp_path / "results" / "ab" and path.exists() for path in outputs)
+
+
+# --- planted changes --------------------------------------------------------------------------------------
+
+def test_extra_op_is_sized_as_a_fraction_of_the_step():
+    # the gate's MLP: 784x256, 256x128, 128x10 weights, batch 128: 180 MFLOP a step
+    step_flops = 6.0 * 128 * (784 * 256 + 256 * 128 + 128 * 10)
+    k = plant.extra_op_columns(784, step_flops, 0.10)
+    assert 2 * 784 * k * k == pytest.approx(0.10 * step_flops, rel=0.02)
+
+
+@pytest.mark.parametrize("approach", ["custom_tape", "keras_fit"])
+def test_the_planted_extra_op_runs_in_every_update_without_changing_the_training(approach):
+    import tensorflow as tf
+
+    from tfbench.implementations import build
+    from tfbench.implementations.interface import TrainConfig
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((2, 1, 32, 28, 28, 1), dtype=np.float32))
+    y = tf.constant(rng.integers(0, 10, (2, 1, 32)))
+    plain = build(approach, "mlp", TrainConfig(mode="function", seed=0))
+    plain.runner(list(x), list(y))()
+    remove = plant.install("extra_op")
+    try:
+        planted = build(approach, "mlp", TrainConfig(mode="function", seed=0))
+        kernel = [v for v in planted.variables_in_order() if len(v.shape) == 2][0]
+        before = kernel.numpy()
+        planted.runner(list(x), list(y))()
+    finally:
+        remove()
+    optimizer = planted.optimizer if approach == "custom_tape" else planted.model.optimizer
+    sink = plant.SINKS[id(optimizer)]
+    k = min(256, plant.extra_op_columns(784, 6.0 * 128 * (784 * 256 + 256 * 128 + 128 * 10)))
+    block = before[:, :k]
+    assert float(sink.numpy()) == pytest.approx(float((block.T @ block).sum()), rel=1e-4)  # it ran, on W before
+    for a, b in zip(plain.variables_in_order(), planted.variables_in_order()):  # and changed nothing else
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_planted_failure_breaks_custom_tape_only():
+    from tfbench import implementations
+
+    remove = plant.install("broken")
+    try:
+        with pytest.raises(RuntimeError, match="planted failure: custom_tape is broken"):
+            implementations.build("custom_tape", "mlp")
+        assert implementations.build("raw_tf_nn", "mlp") is not None
+    finally:
+        remove()
+    assert implementations.build("custom_tape", "mlp") is not None

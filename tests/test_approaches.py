@@ -245,3 +245,16 @@ def test_loop_trainers_compile_per_mode():
     assert xla._train_calls._jit_compile is True
     function = build("custom_tape", "mlp", TrainConfig(mode="function"))
     assert function._train_calls._jit_compile is False
+
+
+def test_a_cost_measured_in_cpu_kernels_is_not_given_for_a_gpu_row():
+    cnn = get_workload("cnn")
+    for name in ("custom_tape", "dual_optimizer_tape", "keras_fit"):
+        on_gpu = get_approach(name).known_cost(cnn, "function", 16, device_kind="gpu") or ""
+        assert "BiasAdd" not in on_gpu and "oneDNN" not in on_gpu, name
+        assert "BiasAdd" in get_approach(name).known_cost(cnn, "function", 16, device_kind="cpu"), name
+    for name in ("custom_tape", "dual_optimizer_tape", "raw_tf_nn"):
+        assert get_approach(name).known_cost(cnn, "xla", 16, device_kind="gpu") is None, name
+    # What the style's own code does holds on every device.
+    assert "K XLA launches" in get_approach("keras_fit").known_cost(cnn, "xla", 16, device_kind="gpu")
+    assert "twice" in get_approach("dual_optimizer_tape").known_cost(cnn, "eager", 1, device_kind="metal")

@@ -277,7 +277,8 @@ def test_a_tiny_real_run_writes_a_valid_results_file(tiny_run):
         metrics = record["metrics"]
         assert metrics["step_time_s"]["n"] == 4 and len(metrics["step_time_s"]["samples"]) == 4
         assert metrics["first_call_s"] > 0 and metrics["throughput_sps"] > 0 and metrics["peak_memory_bytes"] > 0
-        assert 0 < metrics["roofline_fraction"] and metrics["speedup_vs_eager"] > 0
+        assert 0 < metrics["fraction_of_floor"] and 0 < metrics["mfu"] and metrics["speedup_vs_eager"] > 0
+        assert metrics["binding_roof"] in ("compute", "memory") and metrics["harness_preplaced_bytes"] > 0
         low, high = metrics["speedup_vs_eager_ci"]
         assert low <= metrics["speedup_vs_eager"] <= high
 
@@ -330,8 +331,8 @@ def test_approaches_of_one_workload_and_batch_size_are_timed_in_one_group(tmp_pa
 
     orders = []
     monkeypatch.setattr(timing, "measure_interleaved", _recording(timing.measure_interleaved, orders))
-    monkeypatch.setattr(CustomTape, "known_cost", classmethod(lambda cls, w, mode, k: f"costly {k}" if mode == "xla"
-                                                              else None))
+    monkeypatch.setattr(CustomTape, "known_cost", classmethod(
+        lambda cls, w, mode, k, device_kind="cpu": f"costly {k}" if mode == "xla" else None))
     path = tmp_path / "grouped.json"
     assert main(["run", "--approach", "custom_tape", "raw_tf_nn", "--workload", "mlp", "--mode", "eager", "xla",
                  "--steps-per-call", "1", "2", "--batch-size", "8", "--stages", "step_time", "--samples", "2",

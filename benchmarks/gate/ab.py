@@ -1,18 +1,29 @@
-"""``tfbench ab``: run two versions of the suite in one job, interleaved, and compare them.
+"""``tfbench ab``: run two versions of the suite in one job and compare them.
 
 Absolute step times only compare within one job on one machine, and even there the median moves from one
 process to the next. So the two revisions are measured side by side: a ``git worktree`` of each revision in a
-temporary folder (removed at the end, even on error), then ``--rounds`` rounds of A B, each a separate process
-(``<python> -m benchmarks.cli run <run args> --output <file> --quiet`` with the worktree as working directory
-and ``PYTHONPATH``, so that each side runs its own code). Alternating spreads the machine's drift over both
-sides; the runs are then compared with :func:`benchmarks.compare.compare_documents` (the run is the unit of
-replication: see :mod:`benchmarks.compare` for the decision rule). Exit status as ``tfbench compare``: 1 on a
-regression, 0 otherwise, 2 when the gate could not run (bad revision, a process that failed).
+temporary folder (removed at the end, even on error), then ``--rounds`` rounds, each side one process per
+round (``<python> -m tfbench.benchmarks.cli run <run args> --output <file> --quiet`` with the worktree as
+working directory and ``PYTHONPATH``, so that each side runs its own code). Two schedules:
 
-The default of 10 rounds (20 processes) is the one :mod:`benchmarks.compare` documents from the simulation
-and the measurements of :mod:`benchmarks.calibrate`: more rounds are the one lever against the noise between
-processes, and 20 processes of ``--profile gate`` (~9.4 s each on a 2-core machine) take ~190 s, within the
-5-minute budget of one gate. With alpha = 0.01 fewer than 5 rounds could never reach significance and are refused.
+* ``alternate``: the rounds run A then B, one process at a time, all cores to each; the machine's drift is
+  spread over both sides, and the run medians are compared unpaired (Mann-Whitney, :mod:`benchmarks.gate.compare`);
+* ``duet``: in each round A and B run at the same time, each pinned to its own core (swapped every round) and
+  released together before each measurement round (:mod:`benchmarks.gate.duet`); the rounds' paired ratios are
+  compared (Wilcoxon signed-rank). It needs two cores, and both revisions must have the round barrier
+  (:func:`benchmarks.timing.round_barrier`): otherwise it says so in one line and runs ``alternate``.
+
+:data:`DEFAULT_SCHEDULE` is the schedule ``tox -e regress`` uses; the README's calibration says which is
+better on this machine. Exit status as ``tfbench compare``: 1 on a regression or a broken record, 0 otherwise,
+2 when the gate could not run (bad revision, a process that failed). A process that exits with ``tfbench
+run``'s "records failed" status but wrote its results is a completed run: its failed records are what makes
+a record broken (:mod:`benchmarks.gate.processes`).
+
+The default of 12 rounds is the one the alternate schedule's calibration chose (README): 24 processes of
+``--profile gate`` take ~190 s on this 2-core machine, within the 5-minute budget. The duet schedule runs both
+sides at once, so a round takes one process's time, on one core (``calibrate-gate --schedule duet`` reports
+how long a gate takes). With alpha = 0.01 fewer than 5 rounds (alternate) or 8 (duet) could never reach
+significance and are refused.
 
 Two environments (two TensorFlow versions, say) are compared with the same revision and ``--python-a`` /
 ``--python-b``. ``--candidate-rev WORKTREE`` measures the current checkout as it is, uncommitted changes too.
@@ -33,49 +44,45 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tfbench.benchmarks.gate import duet, signed_rank
 from tfbench.benchmarks.gate.compare import (
     DEFAULT_ALPHA,
     Row,
     add_decision_options,
+    add_output_options,
     compare_documents,
     min_runs,
     report,
+    write_json,
     write_markdown,
+)
+from tfbench.benchmarks.gate.processes import (
+    ProcessFailed,  # noqa: F401 (callers catch ab.ProcessFailed)
+    ProcessResult,
+    check_completed,
+    run_command,
 )
 from tfbench.benchmarks.results import load
 from tfbench.errors import TfbenchError, UsageError
 
 DEFAULT_ROUNDS = 12  # calibrated here: 12 rounds catch 95% of 10% slowdowns in 189 s (README)
+SCHEDULES = ("alternate", "duet")
+# The schedule of `tox -e regress` and of `tfbench ab` without --schedule. "alternate" is the calibrated one;
+# switch to "duet" when `tfbench calibrate-gate --schedule duet` shows it better on the CI machine (README).
+DEFAULT_SCHEDULE = "alternate"
 DEFAULT_RUN_ARGS = ("--profile", "gate")
 CURRENT_CHECKOUT = "WORKTREE"  # as a revision: the working tree as it is, without a worktree of a commit
-STDERR_TAIL_LINES = 20
 SIDES = ("a", "b")
 
-
-class ProcessFailed(TfbenchError):
-    """A benchmark process exited with a non-zero status; its stderr tail has been printed."""
-
-
-@dataclass(frozen=True)
-class ProcessResult:
-    returncode: int
-    stderr: str = ""
+# runner(side, worktree, python, run_args, output, plant=None) runs one `tfbench run` process and returns how it
+# ended; side is "A" or "B" for `tfbench ab`, the condition ("slowdown 0.05") for `tfbench calibrate-gate`.
+Runner = Callable[..., ProcessResult]
 
 
-# runner(side, worktree, python, run_args, output) runs one `tfbench run` process and returns how it ended;
-# side is "A" or "B" for `tfbench ab`, the condition ("slowdown 0.05") for `tfbench calibrate-gate`.
-Runner = Callable[[str, Path, str, Sequence[str], Path], ProcessResult]
-
-
-def cli_module(worktree: Path) -> str:
-    """The CLI module of the suite in ``worktree``: revisions before the ``tfbench`` namespace had top-level
-    packages, and a baseline may be one of them."""
-    return "tfbench.benchmarks.cli" if (worktree / "tfbench" / "__init__.py").is_file() else "benchmarks.cli"
-
-
-def subprocess_runner(side: str, worktree: Path, python: str, args: Sequence[str], output: Path) -> ProcessResult:
+def subprocess_runner(side: str, worktree: Path, python: str, args: Sequence[str], output: Path,
+                      plant: str | None = None) -> ProcessResult:
     """The real runner: ``python -m tfbench.benchmarks.cli run ARGS --output OUTPUT --quiet`` inside ``worktree``."""
-    command = [python, "-m", cli_module(worktree), "run", *args, "--output", str(output), "--quiet"]
+    command = run_command(worktree, python, args, output, plant)
     env = {**os.environ, "PYTHONPATH": str(worktree)}
     try:
         completed = subprocess.run(command, cwd=worktree, env=env, stdin=subprocess.DEVNULL, capture_output=True,
@@ -87,31 +94,18 @@ def subprocess_runner(side: str, worktree: Path, python: str, args: Sequence[str
     return ProcessResult(completed.returncode, completed.stderr if completed.stderr.strip() else completed.stdout)
 
 
-def stderr_tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
 def run_process(runner: Runner, side: str, label: str, worktree: Path, python: str, args: Sequence[str],
-                output: Path) -> float:
-    """Run one process of ``side`` into a fresh ``output``; return its wall time. A failure is reported, then raised.
+                output: Path, plant: str | None = None) -> tuple[float, str]:
+    """Run one process of ``side`` into a fresh ``output``; return its wall time and a note ("" or "N records
+    failed"). A process that failed is reported, then raised as :class:`ProcessFailed`.
 
     ``label`` names the process in messages ("A round 2/6").
     """
     output.unlink(missing_ok=True)  # the harness resumes an existing results file: never mix two runs
     start = time.perf_counter()
-    result = runner(side, worktree, python, args, output)
+    result = runner(side, worktree, python, args, output, plant)
     seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        tail = stderr_tail(result.stderr)
-        if tail:
-            print(f"--- stderr of the {label} process (last {STDERR_TAIL_LINES} lines) ---\n{tail}\n---",
-                  file=sys.stderr)
-        raise ProcessFailed(f"the {label} process (`tfbench run {' '.join(args)}` in {worktree}) exited with "
-                            f"status {result.returncode}; its stderr tail is above")
-    if not output.is_file():
-        raise ProcessFailed(f"the {label} process exited with status 0 but wrote no {output}; "
-                            "does that revision's `tfbench run` support --output?")
-    return seconds
+    return seconds, check_completed(label, args, worktree, output, result)
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -172,13 +166,18 @@ class AbResult:
     rows: list[Row]
     files: dict[str, list[Path]]
     commits: dict[str, str | None]
-    seconds: list[float] = field(default_factory=list)  # wall time of each process, in run order
+    seconds: list[float] = field(default_factory=list)  # wall time of each process (alternate) or round (duet)
+    schedule: str = "alternate"  # the schedule that ran
+
+    @property
+    def paired(self) -> bool:
+        return self.schedule == "duet"
 
     def title(self, revs: dict[str, str]) -> str:
         def name(side: str) -> str:
             commit = self.commits[side]
             return revs[side] if commit is None else f"{revs[side]} ({commit[:10]})"
-        return f"A/B {name('a')} -> {name('b')}, {len(self.files['a'])} rounds"
+        return f"A/B {name('a')} -> {name('b')}, {len(self.files['a'])} rounds, {self.schedule} schedule"
 
 
 def check_run_args(run_args: Sequence[str]) -> list[str]:
@@ -194,16 +193,36 @@ def check_run_args(run_args: Sequence[str]) -> list[str]:
     return args
 
 
+def duet_fallback(paths: dict[str, Path], revs: dict[str, str], cores: tuple[int, int] | None) -> str | None:
+    """Why the duet schedule cannot run here (one line), or None if it can."""
+    if cores is None:
+        return (f"the duet schedule needs two cores and this process may use {len(os.sched_getaffinity(0))}: "
+                "running the alternate schedule")
+    for side, role in (("a", "baseline"), ("b", "candidate")):
+        if not duet.supports_barrier(paths[side]):
+            return (f"the {role} revision {revs[side]} has no round barrier (its benchmarks/timing.py predates the "
+                    "duet schedule), and duet needs both sides to wait at it: running the alternate schedule")
+    return None
+
+
 def run_ab(repo: Path, rev_a: str, rev_b: str, *, rounds: int = DEFAULT_ROUNDS,
            run_args: Sequence[str] = DEFAULT_RUN_ARGS, out_dir: Path, python_a: str = sys.executable,
            python_b: str | None = None, runner: Runner = subprocess_runner, threshold: float | None = None,
-           alpha: float = DEFAULT_ALPHA, log: Callable[[str], None] = print) -> AbResult:
-    """Measure ``rev_a`` (baseline) and ``rev_b`` (candidate) in ``rounds`` rounds of A B; compare them."""
-    if rounds < min_runs(alpha):
-        raise UsageError(f"--rounds {rounds} is too few: with alpha {alpha:g} the rank test needs >= "
-                         f"{min_runs(alpha)} runs per side to reach significance; use --rounds {DEFAULT_ROUNDS}")
+           alpha: float = DEFAULT_ALPHA, schedule: str = DEFAULT_SCHEDULE,
+           log: Callable[[str], None] = print) -> AbResult:
+    """Measure ``rev_a`` (baseline) and ``rev_b`` (candidate) in ``rounds`` rounds; compare them.
+
+    ``runner`` runs the processes of the alternate schedule; the duet schedule starts its own (two at a time).
+    """
+    if schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
+    fewest = signed_rank.min_pairs(alpha) if schedule == "duet" else min_runs(alpha)
+    if rounds < fewest:
+        raise UsageError(f"--rounds {rounds} is too few: with alpha {alpha:g} the {schedule} schedule's test needs "
+                         f">= {fewest} rounds to reach significance; use --rounds {DEFAULT_ROUNDS}")
     args = check_run_args(run_args)
     pythons = {"a": python_a, "b": python_b or python_a}
+    revs = {"a": rev_a, "b": rev_b}
     commits = {"a": resolve(repo, rev_a), "b": resolve(repo, rev_b)}
     # Absolute: each process runs inside its worktree, where a relative path would land.
     out_dir = Path(out_dir).resolve()
@@ -211,38 +230,66 @@ def run_ab(repo: Path, rev_a: str, rev_b: str, *, rounds: int = DEFAULT_ROUNDS,
     files: dict[str, list[Path]] = {"a": [], "b": []}
     seconds = []
     with worktrees(repo, commits) as paths:
+        if schedule == "duet":
+            cores = duet.choose_cores()
+            reason = duet_fallback(paths, revs, cores)
+            if reason:
+                log(reason)
+                schedule = "alternate"
         for round_number in range(1, rounds + 1):
+            outputs = {side: out_dir / f"{side}-{round_number:02d}.json" for side in SIDES}
+            labels = {side: f"{side.upper()} round {round_number}/{rounds}" for side in SIDES}
+            if schedule == "duet":
+                # Odd rounds: A on the first core; even rounds: swapped, so a faster core cancels out.
+                order = cores if round_number % 2 else cores[::-1]
+                specs = [duet.DuetProcess(labels[side], paths[side], pythons[side], tuple(args), outputs[side], core)
+                         for side, core in zip(SIDES, order)]
+                outcome = duet.run_together(specs, log)
+                seconds.append(outcome.seconds)
+                for mismatch in outcome.mismatches[:1]:
+                    log(f"round {round_number}: the two processes were not at the same point ({mismatch}); their "
+                        "rounds are paired by order only")
+                failed = "; ".join(f"{side.upper()}: {note}" for side, note in zip(SIDES, outcome.notes) if note)
+                log(f"round {round_number}/{rounds}: A on CPU {order[0]}, B on CPU {order[1]}, "
+                    f"{outcome.barriers} barriers, {outcome.seconds:.1f} s" + (f" ({failed})" if failed else ""))
+            else:
+                for side in SIDES:
+                    elapsed, note = run_process(runner, side.upper(), labels[side], paths[side], pythons[side], args,
+                                                outputs[side])
+                    seconds.append(elapsed)
+                    log(f"{labels[side]}: {elapsed:.1f} s -> {outputs[side]}" + (f" ({note})" if note else ""))
             for side in SIDES:
-                output = out_dir / f"{side}-{round_number:02d}.json"
-                label = f"{side.upper()} round {round_number}/{rounds}"
-                seconds.append(run_process(runner, side.upper(), label, paths[side], pythons[side], args, output))
-                files[side].append(output)
-                log(f"{label}: {seconds[-1]:.1f} s -> {output}")
+                files[side].append(outputs[side])
     docs = {side: [load(path) for path in files[side]] for side in SIDES}
     # The reference kernel runs on TensorFlow: with two Pythons (two TensorFlow installs) it would move with
     # the code under test, so the raw step times are compared then.
     same_install = pythons["a"] == pythons["b"]
     if not same_install:
         log("two Pythons: comparing raw step times (the reference kernel would move with TensorFlow)")
-    rows = compare_documents(docs["a"], docs["b"], "step_time", threshold, alpha, normalize=same_install)
-    return AbResult(rows, files, commits, seconds)
+    rows = compare_documents(docs["a"], docs["b"], "step_time", threshold, alpha, normalize=same_install,
+                             paired=schedule == "duet")
+    return AbResult(rows, files, commits, seconds, schedule)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Measure two revisions (or two Python environments) in one job, alternating A B A B "
-                          "in separate processes, and compare them; exit 1 on a regression. Arguments after "
-                          "`--` go to `tfbench run` (default: --profile gate).")
+    parser.description = ("Measure two revisions (or two Python environments) in one job, in separate processes, "
+                          "and compare them; exit 1 on a regression or a broken record. Arguments after `--` go "
+                          "to `tfbench run` (default: --profile gate).")
     parser.add_argument("--baseline-rev", required=True, metavar="REV", help="the baseline (A) revision")
     parser.add_argument("--candidate-rev", default="HEAD", metavar="REV",
                         help=f"the candidate (B) revision (default HEAD; {CURRENT_CHECKOUT}: the checkout as it "
                              "is, uncommitted changes included)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
-                        help=f"rounds of A B, each side one process per round (default {DEFAULT_ROUNDS})")
+                        help=f"rounds, each side one process per round (default {DEFAULT_ROUNDS})")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
+                        help="alternate: A then B, one process at a time, run medians compared; duet: A and B at "
+                             "the same time, one core each, released together every measurement round, paired "
+                             f"ratios compared (needs two cores; default {DEFAULT_SCHEDULE})")
     parser.add_argument("--python-a", default=sys.executable, metavar="PATH", help="Python of side A")
     parser.add_argument("--python-b", default=None, metavar="PATH", help="Python of side B (default: as A)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="where the results files go (default results/ab/<time>)")
-    parser.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary (for a PR comment)")
+    add_output_options(parser)
     add_decision_options(parser)
     parser.add_argument("run_args", nargs=argparse.REMAINDER, metavar="-- RUN_ARGS",
                         help="arguments for `tfbench run` (--profile gate unless they name a profile)")
@@ -253,18 +300,25 @@ def main(args: argparse.Namespace) -> int:
 
     if args.markdown:
         check_file(args.markdown, "the Markdown summary")  # before minutes of runs, not after them
+    if args.json_path:
+        check_file(args.json_path, "the JSON decision table")
     out_dir = args.out or Path("results", "ab", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     revs = {"a": args.baseline_rev, "b": args.candidate_rev}
     try:
         result = run_ab(repo_root(), revs["a"], revs["b"], rounds=args.rounds,
                         run_args=args.run_args, out_dir=out_dir, python_a=args.python_a,
                         python_b=args.python_b, runner=subprocess_runner, threshold=args.threshold,
-                        alpha=args.alpha)
+                        alpha=args.alpha, schedule=args.schedule)
     except TfbenchError as error:
         if args.markdown:  # the PR comment says that the gate did not run, and why
             write_markdown(args.markdown, f"### ⚠️ the regression gate could not run\n\n{error.args[0]}\n")
+        if args.json_path:
+            write_json(args.json_path, {"title": "", "headline": "the regression gate could not run",
+                                        "exit_status": 2, "error": error.args[0], "records": []})
         raise
     total = sum(result.seconds)
-    print(f"{len(result.seconds)} processes in {total:.0f} s (mean {total / len(result.seconds):.1f} s); to compare "
-          f"them again: tfbench compare '{out_dir / 'a-*.json'}' '{out_dir / 'b-*.json'}'")
-    return report(result.rows, args.alpha, args.markdown, title=result.title(revs))
+    unit = "rounds of two concurrent processes" if result.paired else "processes"
+    paired = " --paired" if result.paired else ""
+    print(f"{len(result.seconds)} {unit} in {total:.0f} s (mean {total / len(result.seconds):.1f} s); to compare "
+          f"them again: tfbench compare{paired} '{out_dir / 'a-*.json'}' '{out_dir / 'b-*.json'}'")
+    return report(result.rows, args.alpha, args.markdown, title=result.title(revs), json_path=args.json_path)

@@ -2,25 +2,41 @@
 
 A gate is only truthful if its error rates are known on the machine it runs on. Running hundreds of full A/A
 gates (``tfbench ab`` with the same revision on both sides) would take days, so the rates are estimated by
-resampling real measurements:
+resampling real measurements. The conditions: no change; a busy-wait of each ``--slowdowns`` fraction of the
+step time added inside the timed region (``--inject-slowdown``: on the critical path); and each of
+``--plants``, real changes to the step (:mod:`benchmarks.gate.plant`: ``extra_op``, an independent matmul off
+the critical path; ``broken``, an approach that raises).
+
+``--schedule alternate`` (as ``tfbench ab --schedule alternate``):
 
 1. run ``--processes`` P processes of the gate's run (``tfbench run --profile gate`` in the current checkout)
-   with no slowdown, and P with each injected slowdown (``--inject-slowdown 0.05`` ...), interleaved
-   round-robin (none, 5 %, 10 %, 20 %, none, 5 % ...) so that the machine's drift hits every condition alike;
-2. form ``--trials`` T trials per condition: draw ``rounds`` runs for side A from the no-slowdown pool and
-   ``rounds`` for side B from the no-slowdown pool (A/A, disjoint from A's) or from the slowdown's pool (A/B);
-3. apply exactly the decision of ``tfbench ab`` (:func:`benchmarks.compare.compare_documents` on step time,
-   the same ``--rounds``, ``--threshold``, ``--alpha`` and their defaults); a trial "fails the gate" if any
-   record regressed;
-4. report the A/A false-alarm rate (target <= 1 %), the detection rate per slowdown (targets: 10 % -> >= 95 %,
-   5 % -> >= 80 %) and the time of one gate (rounds x 2 processes x the mean process time + the compare).
+   per condition, one at a time, interleaved round-robin over the conditions so that the machine's drift hits
+   every condition alike;
+2. form ``--trials`` T trials per condition: draw ``rounds`` runs for side A from the no-change pool and
+   ``rounds`` for side B from the no-change pool (A/A, disjoint from A's) or from the condition's pool (A/B);
+
+``--schedule duet`` (as ``tfbench ab --schedule duet``):
+
+1. run P duet rounds per condition: a no-change process and a process of the condition (two no-change
+   processes for A/A) at the same time, each pinned to its own core, cores swapped from pair to pair, released
+   together at every measurement round (:mod:`benchmarks.gate.duet`), round-robin over the conditions;
+2. form T trials per condition: draw ``rounds`` of that condition's pairs;
+
+then, either way:
+
+3. apply exactly the decision of ``tfbench ab`` for that schedule (:func:`benchmarks.compare.compare_documents`
+   on step time, unpaired or paired, the same ``--rounds``, ``--threshold``, ``--alpha``); a trial "fails the
+   gate" if any record regressed or broke;
+4. report the A/A false-alarm rate (target <= 1 %), the detection rate per condition (targets: 5 % -> >= 80 %,
+   10 % -> >= 99 %, 20 % -> 100 %, broken -> 100 %), the change each condition actually made (the ratio over
+   its whole pool) and the time of one gate.
 
 Trials that share processes are not independent: the rates are estimates from P processes per condition, not
 from T independent gates (P = 24 cannot tell 0.1 % from 1 % false alarms apart with any confidence; the exact
 test's guarantee, <= alpha/2 per record, is what bounds the A/A rate). ``--simulate NOISE`` runs the same
-resampling on synthetic processes (lognormal run-to-run noise of NOISE, AR(1) within-process noise); with a
-large pool (``--simulate 2 --processes 200``) it approximates the table of fresh simulated gates that chose the
-defaults (see :mod:`benchmarks.compare`), within the few points by which one finite pool moves a rate.
+resampling on synthetic processes (lognormal run-to-run noise of NOISE, AR(1) within-process noise; under duet,
+a share of it common to the two processes of a round); with a large pool (``--simulate 2 --processes 200``) it
+approximates the table of fresh simulated gates that chose the defaults (see :mod:`benchmarks.compare`).
 ``--reuse DIR`` re-decides the processes of an earlier calibration with other ``--rounds`` / ``--threshold`` /
 ``--alpha``, which is how to tune them for a machine without running the processes again.
 """
@@ -40,39 +56,93 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from tfbench.benchmarks.gate.ab import DEFAULT_ROUNDS, Runner, check_run_args, repo_root, run_process
+from tfbench.benchmarks.gate import duet, signed_rank
+from tfbench.benchmarks.gate.ab import (
+    DEFAULT_ROUNDS,
+    DEFAULT_SCHEDULE,
+    SCHEDULES,
+    Runner,
+    check_run_args,
+    repo_root,
+    run_process,
+)
 from tfbench.benchmarks.gate.ab import subprocess_runner as default_runner
 from tfbench.benchmarks.gate.compare import (
     DEFAULT_ALPHA,
+    FAILING_STATUSES,
     add_decision_options,
     compare_documents,
     min_runs,
     percent,
     write_markdown,
 )
+from tfbench.benchmarks.gate.plant import PLANTS
 from tfbench.benchmarks.results import SCHEMA_VERSION, load, make_record, summarize
 from tfbench.errors import UsageError
 
 DEFAULT_PROCESSES = 24
 DEFAULT_TRIALS = 2000
 DEFAULT_SLOWDOWNS = (0.05, 0.10, 0.20)
+DEFAULT_PLANTS = ("extra_op", "broken")
 GATE_BUDGET_S = 300.0
 FALSE_ALARM_TARGET = 0.01
-# slowdown -> the detection rate the gate should reach (the targets of the gate's design)
-DETECTION_TARGETS = ((0.10, 0.95), (0.05, 0.80))
+# busy-wait slowdown -> the detection rate the gate should reach (the targets of issue "catch 5% slowdowns")
+DETECTION_TARGETS = ((0.20, 1.0), (0.10, 0.99), (0.05, 0.80))
+# planted change -> its detection target (None: no target, the table shows what the gate makes of it)
+PLANT_TARGETS = {"broken": 1.0, "extra_op": None}
 
-PROCESS_TIMES_FILE = "process-times.json"  # beside the results files: the wall time of each process
+PROCESS_TIMES_FILE = "process-times.json"  # beside the results files: the wall time of each process or pair
 
-Pools = dict[float, list[dict]]  # condition (injected slowdown, 0 = none) -> results documents, one per process
+
+@dataclass(frozen=True)
+class Condition:
+    """What the candidate side of a trial runs: no change, a busy-wait slowdown, or a planted change."""
+
+    slowdown: float = 0.0  # --inject-slowdown fraction
+    plant: str = ""  # a name of benchmarks.gate.plant.PLANTS
+
+    @property
+    def is_null(self) -> bool:
+        return not self.slowdown and not self.plant
+
+    @property
+    def label(self) -> str:
+        if self.plant:
+            return f"planted {self.plant}"
+        return f"slowdown {self.slowdown:g}"
+
+    @property
+    def stem(self) -> str:
+        """Its results files' name stem (``slowdown0.05``, ``plant-extra_op``); ``slowdown0`` is no change."""
+        return f"plant-{self.plant}" if self.plant else f"slowdown{self.slowdown:g}"
+
+    @classmethod
+    def from_stem(cls, stem: str) -> Condition:
+        if stem.startswith("plant-"):
+            return cls(plant=stem[len("plant-"):])
+        return cls(slowdown=float(stem[len("slowdown"):]))
+
+    def run_args(self) -> list[str]:
+        return ["--inject-slowdown", f"{self.slowdown:g}"] if self.slowdown else []
+
+    def sort_key(self) -> tuple:
+        """No change first, then the slowdowns by size, then the planted changes."""
+        return bool(self.plant), self.slowdown, self.plant
+
+
+NULL = Condition()
+Pools = dict[Condition, list[dict]]  # alternate: condition -> results documents, one per process
+PairPools = dict[Condition, list[tuple[dict, dict]]]  # duet: condition -> (no change, condition) run together
 
 
 @dataclass(frozen=True)
 class Rate:
-    """How often the gate failed in the trials of one condition."""
+    """How often the gate failed in the trials of one condition, and the change the condition made."""
 
-    slowdown: float
+    condition: Condition
     trials: int
     failures: int
+    change: str = ""  # what the condition did, measured over its whole pool ("ratio 1.052, 1.048")
 
     @property
     def rate(self) -> float:
@@ -80,10 +150,13 @@ class Rate:
 
     @property
     def target(self) -> tuple[str, float] | None:
-        if self.slowdown == 0:
+        if self.condition.is_null:
             return "<=", FALSE_ALARM_TARGET
-        return next(((">=", rate) for smallest, rate in DETECTION_TARGETS if self.slowdown >= smallest - 1e-9),
-                    None)
+        if self.condition.plant:
+            level = PLANT_TARGETS.get(self.condition.plant)
+            return None if level is None else (">=", level)
+        return next(((">=", rate) for smallest, rate in DETECTION_TARGETS
+                     if self.condition.slowdown >= smallest - 1e-9), None)
 
     @property
     def met(self) -> bool | None:
@@ -94,39 +167,69 @@ class Rate:
 
 
 def gate_fails(base_docs: Sequence[dict], cand_docs: Sequence[dict], threshold: float | None,
-               alpha: float, normalize: bool = True) -> bool:
-    """The decision of ``tfbench ab``: does any step-time record regress?"""
-    rows = compare_documents(base_docs, cand_docs, "step_time", threshold, alpha, normalize=normalize)
-    return any(row.status == "regressed" for row in rows)
+               alpha: float, normalize: bool = True, paired: bool = False) -> bool:
+    """The decision of ``tfbench ab``: does any step-time record regress or break?"""
+    rows = compare_documents(base_docs, cand_docs, "step_time", threshold, alpha, normalize=normalize,
+                             paired=paired)
+    return any(row.status in FAILING_STATUSES for row in rows)
 
 
-def estimate_rates(pools: Pools, rounds: int, trials: int, threshold: float | None = None,
-                   alpha: float = DEFAULT_ALPHA, seed: int = 0, normalize: bool = True) -> tuple[list[Rate], float]:
-    """Gate failure rate per condition by resampling the pools; also the mean time of one comparison (s)."""
-    baseline = pools.get(0.0, [])
-    if len(baseline) < 2 * rounds:
-        raise UsageError(f"the no-slowdown pool has {len(baseline)} processes; an A/A trial needs 2 x {rounds} "
-                         f"distinct ones: use --processes {2 * rounds} or more")
-    short = [s for s, pool in pools.items() if len(pool) < rounds]
+def measured_change(base_docs: Sequence[dict], cand_docs: Sequence[dict], paired: bool, normalize: bool) -> str:
+    """The change a condition made, over its whole pool: each record's ratio (or "broken")."""
+    rows = compare_documents(base_docs, cand_docs, "step_time", None, DEFAULT_ALPHA, normalize=normalize,
+                             paired=paired)
+    parts = []
+    for row in rows:
+        if row.status == "broken":
+            parts.append("broken")
+        elif row.verdict is not None:
+            parts.append(f"{row.verdict.ratio:.3f}")
+    return ", ".join(dict.fromkeys(parts))
+
+
+def estimate_rates(pools: Pools | PairPools, rounds: int, trials: int, threshold: float | None = None,
+                   alpha: float = DEFAULT_ALPHA, seed: int = 0, normalize: bool = True,
+                   paired: bool = False) -> tuple[list[Rate], float]:
+    """Gate failure rate per condition by resampling the pools; also the mean time of one comparison (s).
+
+    ``paired``: the pools hold duet pairs (:data:`PairPools`), and each trial draws ``rounds`` of them.
+    """
+    if NULL not in pools:
+        raise UsageError("no no-change pool: the A/A trials need one")
+    needed = rounds if paired else 2 * rounds
+    if len(pools[NULL]) < needed:
+        raise UsageError(f"the no-change pool has {len(pools[NULL])} {'pairs' if paired else 'processes'}; an A/A "
+                         f"trial needs {'' if paired else '2 x '}{rounds} distinct ones: use --processes {needed} "
+                         "or more")
+    short = [condition for condition, pool in pools.items() if len(pool) < rounds]
     if short:
-        raise UsageError(f"the pool of slowdown {short[0]:g} has fewer than {rounds} processes; "
-                         f"use --processes {2 * rounds} or more")
+        raise UsageError(f"the pool of {short[0].label} has fewer than {rounds} runs; use --processes {needed} "
+                         "or more")
     rng = np.random.default_rng(seed)
+    baseline = pools[NULL]
     rates, spent, decisions = [], 0.0, 0
-    for slowdown in sorted(pools):
+    for condition in sorted(pools, key=Condition.sort_key):
         failures = 0
+        pool = pools[condition]
         for _ in range(trials):
-            if slowdown == 0:
+            if paired:
+                drawn = [pool[i] for i in rng.choice(len(pool), rounds, replace=False)]
+                base, cand = [pair[0] for pair in drawn], [pair[1] for pair in drawn]
+            elif condition.is_null:
                 drawn = rng.choice(len(baseline), 2 * rounds, replace=False)
                 base, cand = [baseline[i] for i in drawn[:rounds]], [baseline[i] for i in drawn[rounds:]]
             else:
                 base = [baseline[i] for i in rng.choice(len(baseline), rounds, replace=False)]
-                cand = [pools[slowdown][i] for i in rng.choice(len(pools[slowdown]), rounds, replace=False)]
+                cand = [pool[i] for i in rng.choice(len(pool), rounds, replace=False)]
             start = time.perf_counter()
-            failures += gate_fails(base, cand, threshold, alpha, normalize)
+            failures += gate_fails(base, cand, threshold, alpha, normalize, paired)
             spent += time.perf_counter() - start
             decisions += 1
-        rates.append(Rate(slowdown, trials, failures))
+        if paired:
+            change = measured_change([pair[0] for pair in pool], [pair[1] for pair in pool], True, normalize)
+        else:
+            change = measured_change(baseline, pool, False, normalize)
+        rates.append(Rate(condition, trials, failures, change))
     return rates, spent / decisions
 
 
@@ -134,40 +237,79 @@ def estimate_rates(pools: Pools, rounds: int, trials: int, threshold: float | No
 # Pools: real processes, or synthetic ones
 # ---------------------------------------------------------------------------------------------------------
 
-def collect_pools(processes: int, slowdowns: Sequence[float], *, run_args: Sequence[str], out_dir: Path,
+def collect_pools(processes: int, conditions: Sequence[Condition], *, run_args: Sequence[str], out_dir: Path,
                   worktree: Path, python: str = sys.executable, runner: Runner = default_runner,
                   log: Callable[[str], None] = print) -> tuple[Pools, list[float]]:
-    """Run ``processes`` processes per condition, round-robin over the conditions; the pools and wall times."""
-    conditions = [0.0, *slowdowns]
+    """Alternate schedule: ``processes`` processes per condition (no change first), one at a time, round-robin
+    over the conditions; the pools and the wall time of each process."""
+    conditions = [NULL, *[c for c in conditions if not c.is_null]]
     pools: Pools = {condition: [] for condition in conditions}
     seconds: list[float] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for index in range(1, processes + 1):
         for condition in conditions:
-            args = [*run_args, *(["--inject-slowdown", f"{condition:g}"] if condition else [])]
-            output = out_dir / f"slowdown{condition:g}-{index:03d}.json"
-            side = f"slowdown {condition:g}"
-            label = f"{side} #{index}/{processes}"
-            seconds.append(run_process(runner, side, label, worktree, python, args, output))
+            output = out_dir / f"{condition.stem}-{index:03d}.json"
+            label = f"{condition.label} #{index}/{processes}"
+            elapsed, note = run_process(runner, condition.label, label, worktree, python,
+                                        [*run_args, *condition.run_args()], output, condition.plant or None)
+            seconds.append(elapsed)
             pools[condition].append(load(output))
-            log(f"{label}: {seconds[-1]:.1f} s")
-    (out_dir / PROCESS_TIMES_FILE).write_text(json.dumps({"process_seconds": seconds}))
+            log(f"{label}: {elapsed:.1f} s" + (f" ({note})" if note else ""))
+    (out_dir / PROCESS_TIMES_FILE).write_text(json.dumps({"schedule": "alternate", "process_seconds": seconds}))
     return pools, seconds
 
 
-def load_pools(folder: Path) -> tuple[Pools, list[float]]:
-    """The processes of an earlier calibration (its ``--results`` folder), to re-decide them with other parameters."""
-    pools: Pools = {}
-    for path in sorted(folder.glob("slowdown*-*.json")):
-        match = re.fullmatch(r"slowdown([0-9.e+-]+)-\d+\.json", path.name)
-        if match:
-            pools.setdefault(float(match.group(1)), []).append(load(path))
-    if 0.0 not in pools:
-        raise UsageError(f"{folder}: no slowdown0-*.json results files; give the --results folder of an earlier "
-                         "`tfbench calibrate-gate`")
+def collect_pairs(processes: int, conditions: Sequence[Condition], *, run_args: Sequence[str], out_dir: Path,
+                  worktree: Path, cores: tuple[int, int], python: str = sys.executable,
+                  log: Callable[[str], None] = print) -> tuple[PairPools, list[float]]:
+    """Duet schedule: ``processes`` pairs per condition, each a no-change process and one of the condition run
+    together on the two ``cores`` (swapped from pair to pair), round-robin over the conditions; the pools and the
+    wall time of each pair."""
+    conditions = [NULL, *[c for c in conditions if not c.is_null]]
+    pools: PairPools = {condition: [] for condition in conditions}
+    seconds: list[float] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pair_number = 0
+    for index in range(1, processes + 1):
+        for condition in conditions:
+            pair_number += 1
+            order = cores if pair_number % 2 else cores[::-1]
+            label = f"{condition.label} pair #{index}/{processes}"
+            outputs = [out_dir / f"duet-{condition.stem}-{index:03d}-{side}.json" for side in "ab"]
+            specs = [duet.DuetProcess(f"A of {label}", worktree, python, tuple(run_args), outputs[0], order[0]),
+                     duet.DuetProcess(f"B of {label}", worktree, python, (*run_args, *condition.run_args()),
+                                      outputs[1], order[1], condition.plant or None)]
+            outcome = duet.run_together(specs, log)
+            seconds.append(outcome.seconds)
+            pools[condition].append((load(outputs[0]), load(outputs[1])))
+            failed = "; ".join(note for note in outcome.notes if note)
+            log(f"{label}: {outcome.seconds:.1f} s, CPUs {order[0]}/{order[1]}" + (f" ({failed})" if failed else ""))
+    (out_dir / PROCESS_TIMES_FILE).write_text(json.dumps({"schedule": "duet", "pair_seconds": seconds}))
+    return pools, seconds
+
+
+def load_pools(folder: Path) -> tuple[Pools | PairPools, list[float], str]:
+    """The processes of an earlier calibration (its ``--results`` folder), to re-decide them with other
+    parameters: the pools, the wall times and the schedule they were run under."""
+    pools: dict = {}
+    pairs = sorted(folder.glob("duet-*-a.json"))
+    for path in pairs:
+        match = re.fullmatch(r"duet-(slowdown[0-9.e+-]+|plant-\w+)-\d+-a\.json", path.name)
+        partner = path.with_name(path.name[:-len("-a.json")] + "-b.json")
+        if match and partner.is_file():
+            pools.setdefault(Condition.from_stem(match.group(1)), []).append((load(path), load(partner)))
+    if not pairs:
+        for path in sorted(folder.glob("*.json")):
+            match = re.fullmatch(r"(slowdown[0-9.e+-]+|plant-\w+)-\d+\.json", path.name)
+            if match:
+                pools.setdefault(Condition.from_stem(match.group(1)), []).append(load(path))
+    if NULL not in pools:
+        raise UsageError(f"{folder}: no no-change results files (slowdown0-*.json, duet-slowdown0-*.json); give the "
+                         "--results folder of an earlier `tfbench calibrate-gate`")
     times = folder / PROCESS_TIMES_FILE
-    seconds = json.loads(times.read_text())["process_seconds"] if times.is_file() else []
-    return pools, seconds
+    recorded = json.loads(times.read_text()) if times.is_file() else {}
+    seconds = recorded.get("pair_seconds" if pairs else "process_seconds", [])
+    return pools, seconds, "duet" if pairs else "alternate"
 
 
 def synthetic_document(step_times: dict[str, np.ndarray]) -> dict:
@@ -182,7 +324,8 @@ def synthetic_document(step_times: dict[str, np.ndarray]) -> dict:
 
 def synthetic_pools(processes: int, slowdowns: Sequence[float] = DEFAULT_SLOWDOWNS, *, process_noise: float = 0.10,
                     sample_noise: float = 0.03, autocorrelation: float = 0.6, shared: float = 0.8,
-                    samples: int = 200, step_times: Sequence[float] = (0.0020, 0.0025), seed: int = 0) -> Pools:
+                    samples: int = 200, step_times: Sequence[float] = (0.0020, 0.0025), seed: int = 0,
+                    paired: bool = False, pair_share: float = 0.8) -> Pools | PairPools:
     """Pools of synthetic processes, with the noise structure measured on a shared machine.
 
     Each process draws a lognormal speed factor (sd ``process_noise`` in log space; a fraction ``shared`` of
@@ -190,22 +333,36 @@ def synthetic_pools(processes: int, slowdowns: Sequence[float] = DEFAULT_SLOWDOW
     noise (sd ``sample_noise``, lag-1 correlation ``autocorrelation``). A slowdown multiplies every step. The
     defaults mimic ``--profile gate`` on a 2-core machine: two records of ~2 ms whose run medians correlate
     ~0.8 between records, samples with lag-1 correlation ~0.6 (measured there: 16 processes).
+
+    ``paired``: duet pairs instead, whose two processes share a fraction ``pair_share`` of the variance of their
+    common speed factor (the machine's state during the round; an assumption until the duet calibration
+    measures it).
     """
     rng = np.random.default_rng(seed)
     innovation = sample_noise * np.sqrt(1 - autocorrelation ** 2)
-    pools: Pools = {condition: [] for condition in [0.0, *slowdowns]}
+
+    def process(slowdown: float, round_level: float, own_share: float) -> dict:
+        common = round_level + rng.normal(0.0, process_noise * np.sqrt(shared * own_share))
+        runs = {}
+        for index, step_time in enumerate(step_times):
+            own = rng.normal(0.0, process_noise * np.sqrt(1 - shared))
+            noise = np.empty(samples)
+            noise[0] = rng.normal(0.0, sample_noise)
+            for i in range(1, samples):
+                noise[i] = autocorrelation * noise[i - 1] + rng.normal(0.0, innovation)
+            runs[f"w{index}"] = step_time * (1 + slowdown) * np.exp(common + own + noise)
+        return synthetic_document(runs)
+
+    conditions = [NULL, *(Condition(slowdown) for slowdown in slowdowns)]
+    pools: dict = {condition: [] for condition in conditions}
     for _ in range(processes):
-        for condition in pools:
-            common = rng.normal(0.0, process_noise * np.sqrt(shared))
-            runs = {}
-            for index, step_time in enumerate(step_times):
-                own = rng.normal(0.0, process_noise * np.sqrt(1 - shared))
-                noise = np.empty(samples)
-                noise[0] = rng.normal(0.0, sample_noise)
-                for i in range(1, samples):
-                    noise[i] = autocorrelation * noise[i - 1] + rng.normal(0.0, innovation)
-                runs[f"w{index}"] = step_time * (1 + condition) * np.exp(common + own + noise)
-            pools[condition].append(synthetic_document(runs))
+        for condition in conditions:
+            if paired:
+                level = rng.normal(0.0, process_noise * np.sqrt(shared * pair_share))
+                pools[condition].append((process(0.0, level, 1 - pair_share),
+                                         process(condition.slowdown, level, 1 - pair_share)))
+            else:
+                pools[condition].append(process(condition.slowdown, 0.0, 1.0))
     return pools
 
 
@@ -217,32 +374,53 @@ def _percent(value: float) -> str:
     return f"{100 * value:.3g} %"
 
 
+def _condition_text(condition: Condition) -> str:
+    if condition.is_null:
+        return "A/A (no change): false alarms"
+    if condition.plant:
+        return f"planted {condition.plant} ({PLANTS[condition.plant]}): detections"
+    return f"{_percent(condition.slowdown)} busy-wait slowdown: detections"
+
+
+def gate_seconds(schedule: str, rounds: int, seconds: Sequence[float], compare_seconds: float) -> float:
+    """One gate's wall time: rounds x 2 processes one at a time (alternate) or rounds x one pair (duet)."""
+    per_round = float(np.mean(seconds)) * (1 if schedule == "duet" else 2)
+    return rounds * per_round + compare_seconds
+
+
 def to_markdown(rates: Sequence[Rate], *, processes: int, rounds: int, threshold: float | None, alpha: float,
-                compare_seconds: float, process_seconds: Sequence[float] = (), source: str = "") -> str:
+                compare_seconds: float, process_seconds: Sequence[float] = (), source: str = "",
+                schedule: str = "alternate") -> str:
     """The calibration as Markdown: the rates against their targets, what they rest on, the gate's time."""
     trials = rates[0].trials if rates else 0
     threshold_text = "default" if threshold is None else _percent(threshold)
     body = []
     for rate in rates:
-        condition = "A/A (no slowdown): false alarms" if rate.slowdown == 0 else (
-            f"{_percent(rate.slowdown)} slowdown: detections")
         target = "-" if rate.target is None else f"{'≤' if rate.target[0] == '<=' else '≥'} {_percent(rate.target[1])}"
         met = {None: "-", True: "yes", False: "**no**"}[rate.met]
-        body.append([condition, rate.trials, rate.failures, _percent(rate.rate), target, met])
-    lines = [f"### Regression gate calibration: {rounds} rounds, threshold {threshold_text}, alpha {alpha:g}", "",
-             tabulate(body, headers=["condition", "trials", "gate failures", "rate", "target", "met"],
-                      tablefmt="github", disable_numparse=True), "",
-             f"- Based on {processes} processes per condition{source} and {trials} trials per condition, each "
-             f"drawing {rounds} runs per side (without overlap inside a trial). Trials share processes, so they "
-             f"are not independent: these rates are estimates from {processes} processes per condition."]
+        body.append([_condition_text(rate.condition), rate.change or "-", rate.trials, rate.failures,
+                     _percent(rate.rate), target, met])
+    unit = "duet pairs" if schedule == "duet" else "processes"
+    lines = [f"### Regression gate calibration: {schedule} schedule, {rounds} rounds, threshold {threshold_text}, "
+             f"alpha {alpha:g}", "",
+             tabulate(body, headers=["condition", "measured ratio", "trials", "gate failures", "rate", "target",
+                                     "met"], tablefmt="github", disable_numparse=True), "",
+             f"- Based on {processes} {unit} per condition{source} and {trials} trials per condition, each "
+             f"drawing {rounds} {'pairs' if schedule == 'duet' else 'runs per side'} (without overlap inside a "
+             f"trial). Trials share processes, so they are not independent: these rates are estimates from "
+             f"{processes} {unit} per condition.",
+             "- Measured ratio: candidate / baseline step time of each gate record over the condition's whole pool "
+             "(normalised by the reference kernel where timed)."]
     if process_seconds:
         mean = float(np.mean(process_seconds))
-        gate = rounds * 2 * mean + compare_seconds
+        gate = gate_seconds(schedule, rounds, process_seconds, compare_seconds)
         verdict = "within" if gate <= GATE_BUDGET_S else "**over**"
-        lines.append(f"- One gate: {rounds} rounds x 2 processes x {mean:.1f} s + {compare_seconds:.3f} s compare "
-                     f"= {gate:.0f} s ({verdict} the {GATE_BUDGET_S:.0f} s budget).")
+        shape = f"{rounds} rounds x one pair of concurrent processes x {mean:.1f} s" if schedule == "duet" else (
+            f"{rounds} rounds x 2 processes x {mean:.1f} s")
+        lines.append(f"- One gate: {shape} + {compare_seconds:.3f} s compare = {gate:.0f} s ({verdict} the "
+                     f"{GATE_BUDGET_S:.0f} s budget).")
     else:
-        lines.append(f"- One gate: {rounds} rounds x 2 processes x (process time) + {compare_seconds:.3f} s "
+        lines.append(f"- One gate: {rounds} rounds x (process time) + {compare_seconds:.3f} s "
                      "compare; synthetic processes have no process time.")
     return "\n".join(lines) + "\n"
 
@@ -258,18 +436,35 @@ def slowdown_list(text: str) -> tuple[float, ...]:
     return tuple(sorted(set(values)))
 
 
+def plant_list(text: str) -> tuple[str, ...]:
+    """argparse type: comma-separated planted changes, or "none"."""
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if names == ("none",):
+        return ()
+    unknown = [name for name in names if name not in PLANTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown planted change {unknown[0]!r}; use some of "
+                                         f"{', '.join(PLANTS)}, or none")
+    return names
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = ("Measure the regression gate's A/A false-alarm rate and its detection rate of "
-                          "injected slowdowns on this machine, by resampling real processes. Arguments after "
-                          "`--` go to `tfbench run` (default: --profile gate).")
+                          "injected slowdowns and planted changes on this machine, by resampling real processes. "
+                          "Arguments after `--` go to `tfbench run` (default: --profile gate).")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
+                        help=f"the schedule of `tfbench ab` to calibrate (default {DEFAULT_SCHEDULE})")
     parser.add_argument("--processes", type=int, default=DEFAULT_PROCESSES, metavar="P",
-                        help=f"processes per condition (default {DEFAULT_PROCESSES})")
+                        help=f"processes (alternate) or pairs (duet) per condition (default {DEFAULT_PROCESSES})")
     parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS, metavar="T",
                         help=f"resampled gates per condition (default {DEFAULT_TRIALS})")
     parser.add_argument("--slowdowns", type=slowdown_list, default=DEFAULT_SLOWDOWNS, metavar="LIST",
-                        help="injected slowdowns, as fractions (default 0.05,0.10,0.20)")
+                        help="injected busy-wait slowdowns, as fractions (default 0.05,0.10,0.20)")
+    parser.add_argument("--plants", type=plant_list, default=DEFAULT_PLANTS, metavar="LIST",
+                        help=f"planted code changes: {'; '.join(f'{k}: {v}' for k, v in PLANTS.items())} "
+                             f"(default {','.join(DEFAULT_PLANTS)}; none for none)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
-                        help=f"runs per side of one gate, as `tfbench ab --rounds` (default {DEFAULT_ROUNDS})")
+                        help=f"rounds of one gate, as `tfbench ab --rounds` (default {DEFAULT_ROUNDS})")
     add_decision_options(parser)
     parser.add_argument("--out", metavar="FILE", help="also write the Markdown table to FILE")
     parser.add_argument("--results", type=Path, default=None, metavar="DIR",
@@ -292,37 +487,53 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.trials < 1:
         raise UsageError(f"--trials must be >= 1, got {args.trials}")
-    if args.rounds < min_runs(args.alpha):
-        raise UsageError(f"--rounds {args.rounds} is too few: with alpha {args.alpha:g} a side needs >= "
-                         f"{min_runs(args.alpha)} runs to reach significance")
-    if args.processes < 2 * args.rounds and args.reuse is None:
-        raise UsageError(f"--processes {args.processes} is too few: an A/A trial needs 2 x {args.rounds} distinct "
-                         f"processes; use --processes {2 * args.rounds} or more")
+    schedule, seconds, cores = args.schedule, [], None
+    if args.reuse is not None:  # the stored processes say which schedule they ran under
+        pools, seconds, schedule = load_pools(args.reuse)
+    elif schedule == "duet" and args.simulate is None:
+        cores = duet.choose_cores()
+        if cores is None:
+            print("the duet schedule needs two cores and this process may use one: calibrating the alternate "
+                  "schedule")
+            schedule = "alternate"
+    fewest = signed_rank.min_pairs(args.alpha) if schedule == "duet" else min_runs(args.alpha)
+    if args.rounds < fewest:
+        raise UsageError(f"--rounds {args.rounds} is too few: with alpha {args.alpha:g} the {schedule} schedule "
+                         f"needs >= {fewest} rounds to reach significance")
+    needed = args.rounds if schedule == "duet" else 2 * args.rounds
+    if args.processes < needed and args.reuse is None:
+        what = f"{args.rounds} distinct pairs" if schedule == "duet" else f"2 x {args.rounds} distinct processes"
+        raise UsageError(f"--processes {args.processes} is too few: an A/A trial needs {what}; use --processes "
+                         f"{needed} or more")
     from tfbench.benchmarks.outputs import check_file
 
     if args.out:
         check_file(args.out, "the Markdown table")  # before minutes of runs, not after them
-    seconds: list[float] = []
+    conditions = [*(Condition(slowdown) for slowdown in args.slowdowns), *(Condition(plant=p) for p in args.plants)]
     processes = args.processes
     if args.reuse is not None:
-        pools, seconds = load_pools(args.reuse)
         processes = min(len(pool) for pool in pools.values())
         source = f" (`tfbench run` processes of {args.reuse})"
     elif args.simulate is not None:
-        pools = synthetic_pools(args.processes, args.slowdowns, process_noise=args.simulate, seed=args.seed)
+        pools = synthetic_pools(args.processes, args.slowdowns, process_noise=args.simulate, seed=args.seed,
+                                paired=schedule == "duet")
         source = f" (synthetic: {_percent(args.simulate)} lognormal run-to-run noise)"
     else:
         out_dir = args.results or Path("results", "calibrate", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-        pools, seconds = collect_pools(args.processes, args.slowdowns,
-                                       run_args=check_run_args(args.run_args),
-                                       out_dir=out_dir, worktree=repo_root(), python=args.python,
-                                       runner=default_runner)
+        run_args = check_run_args(args.run_args)
+        if schedule == "duet":
+            pools, seconds = collect_pairs(args.processes, conditions, run_args=run_args, out_dir=out_dir,
+                                           worktree=repo_root(), cores=cores, python=args.python)
+        else:
+            pools, seconds = collect_pools(args.processes, conditions, run_args=run_args, out_dir=out_dir,
+                                           worktree=repo_root(), python=args.python, runner=default_runner)
         source = f" (`tfbench run` processes, results in {out_dir})"
     rates, compare_seconds = estimate_rates(pools, args.rounds, args.trials, args.threshold, args.alpha, args.seed,
-                                            normalize=not args.raw)
+                                            normalize=not args.raw, paired=schedule == "duet")
     source += "; raw step times" if args.raw else "; step times normalised by the reference kernel where timed"
     text = to_markdown(rates, processes=processes, rounds=args.rounds, threshold=args.threshold,
-                       alpha=args.alpha, compare_seconds=compare_seconds, process_seconds=seconds, source=source)
+                       alpha=args.alpha, compare_seconds=compare_seconds, process_seconds=seconds, source=source,
+                       schedule=schedule)
     print(text, end="")
     if args.out:
         write_markdown(args.out, text)

@@ -12,7 +12,9 @@ A B A B ... in one job, so drift hits both sides alike); a run is summarised by 
 two sets of run medians are compared:
 
 * the test: the exact two-sided Mann-Whitney (Wilcoxon rank-sum) test on the run medians. It is exact for any
-  noise distribution as long as runs are exchangeable, which the interleaving is there to make true;
+  noise distribution as long as runs are exchangeable, which the interleaving is there to make true (with tied
+  values, the exact permutation distribution given the ties; for large samples the normal approximation with
+  the tie and continuity corrections);
 * the effect: ``ratio`` = median of the candidate's run medians / median of the baseline's (> 1 = slower);
 * its interval: the distribution-free (1 - alpha) confidence interval of the ratio that inverts the same test
   (Hodges-Lehmann / Moses: order statistics of the m x n candidate/baseline run-median ratios; see
@@ -57,15 +59,24 @@ confidently more than 10 % slower); the output says that such a comparison is le
 only compare within one job or one machine.
 
 Other metrics: ``throughput`` is the inverse of step time (higher is better, same test). ``speedup``
-(``speedup_vs_eager``) and ``roofline`` (``roofline_fraction``) are *ratios*, which travel between machines
+(``speedup_vs_eager``) and ``roofline`` (``fraction_of_floor``: the step's roofline floor over its time; older
+files, which have no floor, have no value for it) are *ratios*, which travel between machines
 (the machine's speed cancels out), so they can compare a stored baseline from another machine; with one value
 per side they are decided on the threshold alone (plus non-overlapping intervals for the speedup).
 ``accuracy`` (``test_accuracy`` of accuracy/recipe records) regresses if it drops by more than
 ``--accuracy-tolerance`` (absolute, default 0.01).
 
-Records are matched on :data:`benchmarks.results.KEY_FIELDS`; only status "ok" records are compared; a record
-on one side only is "missing" (reported, not a failure). Exit status: 1 if a record regressed, else 0; 2 on
-bad input.
+**Paired rounds** (``tfbench ab --schedule duet``, ``tfbench compare --paired``): the i-th run of each side ran
+at the same time, so each round gives one ratio candidate / baseline in which the machine's state cancels. The
+decision is then the Wilcoxon signed-rank test of the rounds' log-ratios with the Hodges-Lehmann interval
+(:mod:`benchmarks.gate.signed_rank`), under the same rule (p < alpha and the interval beyond 1 + threshold/2).
+With alpha = 0.01 it needs at least 8 rounds.
+
+Records are matched on :data:`benchmarks.results.KEY_FIELDS`; only status "ok" records are compared. A record
+that is ``ok`` in every baseline run that has it and ``failed`` in a candidate run is **broken**: the PR broke
+it; it fails the gate and heads the summary with the candidate's error. Any other record on one side only is
+"missing" (reported, not a failure). Exit status: 1 if a record regressed or broke, else 0; 2 on bad input.
+``--json FILE`` writes the decision table for machines (record, ratio, interval, p, verdict).
 """
 
 from __future__ import annotations
@@ -82,7 +93,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from tfbench.benchmarks.results import KEY_FIELDS, ResultsError, expand, load, record_id
+from tfbench.benchmarks.gate import signed_rank
+from tfbench.benchmarks.results import KEY_FIELDS, ResultsError, expand, load, record_id, write_json_atomic
 from tfbench.errors import UsageError
 
 DEFAULT_ALPHA = 0.01
@@ -96,11 +108,17 @@ DEFAULT_ACCURACY_TOLERANCE = 0.01
 # accurate to well under 1e-3), and pooled samples are thinned evenly to keep the pairwise ratios in memory.
 EXACT_MAX_PAIRS = 40_000
 MAX_SAMPLES_PER_SIDE = 1_000
+# With ties, up to this many values in all the p-value is the exact permutation one (a subset-sum table of
+# about values^3 / 4 cells); beyond it the normal approximation with the tie correction.
+EXACT_TIES_MAX_VALUES = 60
 
 TEST_BASIS = {"runs": "Mann-Whitney test over run medians",
+              "pairs": "Wilcoxon signed-rank test over the rounds' paired ratios",
               "samples": "Mann-Whitney test over samples, one run per side",
               "values": "one value per side: no test"}
-STATUSES = ("regressed", "improved", "inconclusive", "unchanged", "missing")
+# Worst first: the order of the table, and of the summary's head.
+STATUSES = ("broken", "regressed", "improved", "inconclusive", "unchanged", "missing")
+FAILING_STATUSES = ("broken", "regressed")
 SINGLE_RUN_NOTE = ("single run per side: the process-to-process noise is not measured, so this comparison is "
                    "less reliable; compare runs of one job (`tfbench ab`) or ratios (`--metric speedup`)")
 
@@ -141,14 +159,36 @@ def _normal_lower_cdf(u: float, m: int, n: int, tie_term: float) -> float:
 
 
 def _lower_cdf(u: float, m: int, n: int, tie_term: float = 0.0) -> float:
-    """P(U <= u) under H0; a half-integer u (ties) is rounded up, which keeps the test conservative."""
+    """P(U <= u) under H0 without ties (exact up to :data:`EXACT_MAX_PAIRS` pairs, else the normal
+    approximation)."""
+    if m * n > EXACT_MAX_PAIRS:
+        return _normal_lower_cdf(u, m, n, tie_term)
     u = math.ceil(u - 1e-9)
     if u < 0:
         return 0.0
-    if m * n > EXACT_MAX_PAIRS:
-        return _normal_lower_cdf(u, m, n, tie_term)
     table = _null_lower_cdf(m, n)
     return float(table[min(u, len(table) - 1)]) if u < len(table) else 1.0
+
+
+def _tied_two_sided_p(base: np.ndarray, cand: np.ndarray) -> float:
+    """The exact two-sided p-value with ties: the permutation distribution of the candidate's mid-rank sum,
+    given the tied values (Hollander & Wolfe ch. 4.1, "ties"), counted over subsets of the pooled mid-ranks.
+
+    Mid-ranks are multiples of 1/2, so twice the rank sum is an integer and the count is a subset-sum table.
+    """
+    pooled = np.concatenate([base, cand])
+    _, inverse, counts = np.unique(pooled, return_inverse=True, return_counts=True)
+    upper = np.cumsum(counts)
+    doubled = (2 * upper - counts + 1)[inverse]  # 2 x mid-rank of each value
+    n = cand.size
+    top = int(np.sort(doubled)[-n:].sum())
+    table = np.zeros((n + 1, top + 1))  # table[k, s]: subsets of k values whose doubled ranks sum to s
+    table[0, 0] = 1.0
+    for value in doubled.astype(int):
+        table[1:, value:] = table[1:, value:] + table[:-1, :top + 1 - value]
+    distribution = table[n] / table[n].sum()
+    observed = int(doubled[base.size:].sum())
+    return min(1.0, 2.0 * min(float(distribution[:observed + 1].sum()), float(distribution[observed:].sum())))
 
 
 def smallest_p_value(m: int, n: int) -> float:
@@ -186,7 +226,9 @@ class Verdict:
     p_value: float | None
     n_base: int
     n_cand: int
-    mode: str  # "runs" (run medians compared), "samples" (one run per side) or "values" (one number per side)
+    # "runs" (run medians compared), "pairs" (paired rounds), "samples" (one run per side) or "values" (one
+    # number per side)
+    mode: str
     threshold: float
     baseline: float  # the median of the runs' medians
     candidate: float
@@ -234,7 +276,10 @@ def rank_test(base: np.ndarray, cand: np.ndarray, alpha: float) -> tuple[float, 
     wins = float(np.count_nonzero(differences > 0)) + 0.5 * float(np.count_nonzero(differences == 0))
     _, tie_counts = np.unique(np.concatenate([base, cand]), return_counts=True)
     tie_term = float(np.sum(tie_counts.astype(float) ** 3 - tie_counts))
-    p_value = min(1.0, 2.0 * _lower_cdf(min(wins, m * n - wins), m, n, tie_term))
+    if tie_term and m + n <= EXACT_TIES_MAX_VALUES:
+        p_value = _tied_two_sided_p(base, cand)
+    else:
+        p_value = min(1.0, 2.0 * _lower_cdf(min(wins, m * n - wins), m, n, tie_term))
     k = _interval_rank(m, n, alpha)
     if k == 0:
         return p_value, -math.inf, math.inf
@@ -309,6 +354,42 @@ def min_runs(alpha: float) -> int:
     return runs
 
 
+def compare_pairs(base_runs: Sequence[Sequence[float]], cand_runs: Sequence[Sequence[float]],
+                  threshold: float | None = None, alpha: float = DEFAULT_ALPHA,
+                  higher_is_better: bool = False) -> Verdict:
+    """Compare paired runs of one record: ``base_runs[i]`` and ``cand_runs[i]`` ran at the same time (round i).
+
+    Each round gives the log-ratio of the two run medians; the signed-rank test and the Hodges-Lehmann interval
+    of those log-ratios decide, under the rule of :func:`compare_samples` (the module docstring has it).
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if len(base_runs) != len(cand_runs):
+        raise ValueError(f"paired runs need as many baseline runs as candidate runs, got {len(base_runs)} and "
+                         f"{len(cand_runs)}")
+    if not base_runs:
+        raise ValueError("no paired runs")
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    base_medians = np.array([_median(_positive(run, "baseline run")) for run in base_runs])
+    cand_medians = np.array([_median(_positive(run, "candidate run")) for run in cand_runs])
+    base_value, cand_value = _median(base_medians), _median(cand_medians)
+    log_ratios = np.log(cand_medians) - np.log(base_medians)
+    pairs = log_ratios.size
+    if signed_rank.smallest_p_value(pairs) >= alpha:
+        reason = (f"{pairs} paired rounds cannot reach p < {alpha:g} (the smallest p-value is "
+                  f"{signed_rank.smallest_p_value(pairs):.3g}); give >= {signed_rank.min_pairs(alpha)} rounds")
+        return Verdict("inconclusive", cand_value / base_value, 0.0, math.inf, None, pairs, pairs, "pairs",
+                       threshold, base_value, cand_value, reason, higher_is_better)
+    p_value, estimate, log_low, log_high = signed_rank.signed_rank_test(log_ratios, alpha)
+    low, high = math.exp(log_low), math.exp(log_high)
+    worse_low, worse_high = (1.0 / high, 1.0 / low if low > 0 else math.inf) if higher_is_better else (low, high)
+    status = _status(p_value, worse_low, worse_high, threshold, alpha)
+    return Verdict(status, math.exp(estimate), low, high, p_value, pairs, pairs, "pairs", threshold, base_value,
+                   cand_value, "", higher_is_better)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Records and documents
 # ---------------------------------------------------------------------------------------------------------
@@ -357,7 +438,7 @@ METRICS = {
     "step_time": Metric("step_time", _step_time_samples, False),
     "throughput": Metric("throughput", _throughput_samples, True),
     "speedup": Metric("speedup", _scalar("speedup_vs_eager"), True, portable=True),
-    "roofline": Metric("roofline", _scalar("roofline_fraction"), True, portable=True),
+    "roofline": Metric("roofline", _scalar("fraction_of_floor"), True, portable=True),
     "accuracy": Metric("accuracy", _scalar("test_accuracy"), True, kinds=("accuracy", "recipe")),
 }
 
@@ -386,6 +467,18 @@ def _reference(record: dict) -> float | None:
     return float(median) if _finite_positive(median) else None
 
 
+def _doc_values(doc: dict, metric: Metric) -> dict[tuple, tuple[np.ndarray, float | None]]:
+    """One run's values of each record it has "ok", with its reference-kernel time (None if it has none)."""
+    values = {}
+    for record in doc["records"]:
+        if record["status"] != "ok" or (metric.kinds is not None and record["kind"] not in metric.kinds):
+            continue
+        extracted = metric.extract(record)
+        if extracted is not None:
+            values[record_key(record)] = (extracted, _reference(record))
+    return values
+
+
 def _runs_by_key(docs: Sequence[dict], metric: Metric) -> tuple[dict[tuple, list[np.ndarray]], dict, dict, dict]:
     """Per record key: the values of each run that has it "ok", a sample record, the other statuses seen,
     and each run's reference-kernel time (None where the run has none)."""
@@ -401,12 +494,45 @@ def _runs_by_key(docs: Sequence[dict], metric: Metric) -> tuple[dict[tuple, list
             examples.setdefault(key, record)
             if record["status"] != "ok":
                 not_ok[key] = f"{record['status']}" + (f": {record['reason']}" if record.get("reason") else "")
-                continue
-            values = metric.extract(record)
-            if values is not None:
-                runs.setdefault(key, []).append(values)
-                references.setdefault(key, []).append(_reference(record))
+        for key, (values, reference) in _doc_values(doc, metric).items():
+            runs.setdefault(key, []).append(values)
+            references.setdefault(key, []).append(reference)
     return runs, examples, not_ok, references
+
+
+def _paired_runs(base_docs: Sequence[dict], cand_docs: Sequence[dict], metric: Metric,
+                 key: tuple) -> tuple[list[np.ndarray], list, list[np.ndarray], list]:
+    """The rounds in which both sides have ``key`` "ok": (baseline runs, their references, candidate runs,
+    theirs), aligned round by round."""
+    base_runs, base_refs, cand_runs, cand_refs = [], [], [], []
+    for base_doc, cand_doc in zip(base_docs, cand_docs):
+        base, cand = _doc_values(base_doc, metric).get(key), _doc_values(cand_doc, metric).get(key)
+        if base is not None and cand is not None:
+            base_runs.append(base[0])
+            base_refs.append(base[1])
+            cand_runs.append(cand[0])
+            cand_refs.append(cand[1])
+    return base_runs, base_refs, cand_runs, cand_refs
+
+
+def broken_records(base_docs: Sequence[dict], cand_docs: Sequence[dict]) -> dict[tuple, str]:
+    """Records the candidate broke: ``failed`` in some candidate run, ``ok`` in every baseline run that has
+    them (and in one at least). Key -> a note with the candidate's first error and how often it failed."""
+    base_statuses: dict[tuple, set[str]] = {}
+    for doc in base_docs:
+        for record in doc["records"]:
+            base_statuses.setdefault(record_key(record), set()).add(record["status"])
+    failures: dict[tuple, list[str]] = {}
+    for doc in cand_docs:
+        for record in doc["records"]:
+            if record["status"] == "failed":
+                failures.setdefault(record_key(record), []).append(record.get("reason") or "no reason recorded")
+    return {key: f"failed in {len(reasons)} of {len(cand_docs)} candidate runs: {reasons[0]}"
+            for key, reasons in failures.items() if base_statuses.get(key) == {"ok"}}
+
+
+def _record_ids(docs: Sequence[dict]) -> dict[tuple, str]:
+    return {record_key(record): record_id(record) for doc in docs for record in doc["records"]}
 
 
 def normalise(base: list[np.ndarray], base_refs: list[float | None], cand: list[np.ndarray],
@@ -453,36 +579,55 @@ def _accuracy_row(rid: str, base: list[np.ndarray], cand: list[np.ndarray], tole
 
 def compare_documents(base_docs: Sequence[dict], cand_docs: Sequence[dict], metric: str = "step_time",
                       threshold: float | None = None, alpha: float = DEFAULT_ALPHA,
-                      accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE, normalize: bool = True) -> list[Row]:
+                      accuracy_tolerance: float = DEFAULT_ACCURACY_TOLERANCE, normalize: bool = True,
+                      paired: bool = False) -> list[Row]:
     """Compare results documents (each one run) of two sides on one metric; rows sorted worst first.
 
     With ``normalize`` (the default), step times and throughputs of runs that
     all timed the reference kernel are compared at a common machine speed
-    (:func:`normalise`); the row's note says so.
+    (:func:`normalise`); the row's note says so. With ``paired``, ``base_docs[i]``
+    and ``cand_docs[i]`` ran at the same time (one round of the duet schedule)
+    and the rounds' ratios are compared (:func:`compare_pairs`). Records the
+    candidate broke (:func:`broken_records`) come first, whatever the metric.
 
     Raises :class:`tfbench.errors.UsageError` for an unknown metric or when no record is on both sides.
     """
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    if paired and len(base_docs) != len(cand_docs):
+        raise UsageError(f"paired rounds need as many baseline runs as candidate runs, got {len(base_docs)} and "
+                         f"{len(cand_docs)}")
     spec = METRICS[metric]
     base_runs, base_examples, base_not_ok, base_refs = _runs_by_key(base_docs, spec)
     cand_runs, cand_examples, cand_not_ok, cand_refs = _runs_by_key(cand_docs, spec)
-    common = sorted(set(base_runs) & set(cand_runs), key=str)
-    if not common:
+    broken = broken_records(base_docs, cand_docs)
+    ids = {**_record_ids(cand_docs), **_record_ids(base_docs)}
+    rows = [Row(ids[key], metric, "broken",
+                _median(np.array([_median(run) for run in base_runs[key]])) if key in base_runs else None,
+                None, note=note) for key, note in broken.items()]
+    common = sorted((set(base_runs) & set(cand_runs)) - set(broken), key=str)
+    if not common and not broken:
         raise UsageError(f"no {metric} records in common: the baseline has {len(base_runs)} ok records with it, "
                          f"the candidate {len(cand_runs)}; were both sides run with the same profile/arguments?")
-    rows = []
     for key in common:
         rid = record_id(base_examples[key])
         if spec.name == "accuracy":
             rows.append(_accuracy_row(rid, base_runs[key], cand_runs[key], accuracy_tolerance))
             continue
-        base, cand, normalised = base_runs[key], cand_runs[key], None
+        if paired:
+            base, b_refs, cand, c_refs = _paired_runs(base_docs, cand_docs, spec, key)
+            if not base:
+                rows.append(Row(rid, metric, "missing", note="no round has it ok on both sides"))
+                continue
+        else:
+            base, b_refs, cand, c_refs = base_runs[key], base_refs[key], cand_runs[key], cand_refs[key]
+        normalised = None
         if normalize and spec.name in ("step_time", "throughput"):
-            normalised = normalise(base, base_refs[key], cand, cand_refs[key], spec.higher_is_better)
+            normalised = normalise(base, b_refs, cand, c_refs, spec.higher_is_better)
             if normalised:
                 base, cand = normalised
-        verdict = compare_samples(base, cand, threshold, alpha, spec.higher_is_better)
+        compare = compare_pairs if paired else compare_samples
+        verdict = compare(base, cand, threshold, alpha, spec.higher_is_better)
         if normalised:
             note = "; ".join(filter(None, [verdict.note, "normalised by the reference kernel"]))
             verdict = replace(verdict, note=note)
@@ -491,7 +636,7 @@ def compare_documents(base_docs: Sequence[dict], cand_docs: Sequence[dict], metr
                 and _speedup_intervals_overlap(base_docs, cand_docs, key)):
             status = "unchanged"
         rows.append(Row(rid, metric, status, verdict.baseline, verdict.candidate, verdict, verdict.note))
-    for key in sorted(set(base_runs) ^ set(cand_runs), key=str):
+    for key in sorted((set(base_runs) ^ set(cand_runs)) - set(broken), key=str):
         side, other_not_ok = ("candidate", cand_not_ok) if key in base_runs else ("baseline", base_not_ok)
         runs = base_runs.get(key) or cand_runs[key]
         value = _median(np.array([_median(run) for run in runs]))
@@ -503,7 +648,8 @@ def compare_documents(base_docs: Sequence[dict], cand_docs: Sequence[dict], metr
 
 
 def regressions(rows: Sequence[Row]) -> list[Row]:
-    return [row for row in rows if row.status == "regressed"]
+    """The rows that fail the gate: broken, then regressed."""
+    return [row for row in rows if row.status in FAILING_STATUSES]
 
 
 def exit_code(rows: Sequence[Row]) -> int:
@@ -562,10 +708,18 @@ def table(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA) -> str:
 
 def headline(rows: Sequence[Row]) -> str:
     compared = [row for row in rows if row.status != "missing"]
-    regressed = regressions(rows)
-    if regressed:
-        return f"❌ {len(regressed)} regression{'s' * (len(regressed) != 1)} in {len(compared)} records"
+    broken = sum(row.status == "broken" for row in rows)
+    regressed = sum(row.status == "regressed" for row in rows)
+    if broken or regressed:
+        parts = ([f"{broken} broken"] if broken else []) + (
+            [f"{regressed} regression{'s' * (regressed != 1)}"] if regressed else [])
+        return f"❌ {', '.join(parts)} in {len(compared)} records"
     return f"✅ no regression in {len(compared)} records"
+
+
+def broken_lines(rows: Sequence[Row]) -> list[str]:
+    """One line per broken record, with the candidate's error: what heads the summary."""
+    return [f"broken: {row.record}: {row.note}" for row in rows if row.status == "broken"]
 
 
 def notes(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA) -> list[str]:
@@ -595,8 +749,12 @@ def notes(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA) -> list[str]:
 
 
 def to_markdown(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA, title: str = "") -> str:
-    """A PR-comment summary: the headline, the table, then the rule and the caveats."""
-    parts = [f"### {headline(rows)}" + (f" ({title})" if title else ""), "", table(rows, alpha), ""]
+    """A PR-comment summary: the headline, the broken records with the candidate's error, the table, then the
+    rule and the caveats."""
+    parts = [f"### {headline(rows)}" + (f" ({title})" if title else ""), ""]
+    broken = [f"- **broken** `{row.record}`: {row.note}" for row in rows if row.status == "broken"]
+    parts += [*broken, ""] if broken else []
+    parts += [table(rows, alpha), ""]
     parts += [f"- {line}" for line in notes(rows, alpha)]
     missing = sum(row.status == "missing" for row in rows)
     if missing:
@@ -693,24 +851,76 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("candidate", metavar="CANDIDATE", help="results file(s) of the candidate")
     parser.add_argument("--metric", choices=tuple(METRICS), default="step_time",
                         help="step_time / throughput (absolute: compare within one job or machine), speedup "
-                             "(speedup_vs_eager) / roofline (roofline_fraction): ratios that travel between "
+                             "(speedup_vs_eager) / roofline (fraction_of_floor): ratios that travel between "
                              "machines, accuracy (test_accuracy)")
     add_decision_options(parser)
     parser.add_argument("--accuracy-tolerance", type=float, default=DEFAULT_ACCURACY_TOLERANCE, metavar="ABS",
                         help=f"accuracy drop (absolute) that is a regression (default {DEFAULT_ACCURACY_TOLERANCE})")
-    parser.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary (for a PR comment)")
+    parser.add_argument("--paired", action="store_true",
+                        help="the i-th files of the two sides ran at the same time (`tfbench ab --schedule duet`): "
+                             "compare the rounds' paired ratios (files are paired in the order given, each "
+                             "pattern or directory sorted by name)")
+    add_output_options(parser)
     parser.add_argument("--raw", action="store_true",
                         help="compare raw step times, not normalised by the reference kernel the gate profile times")
 
 
-def report(rows: Sequence[Row], alpha: float, markdown: str | None, title: str = "") -> int:
-    """Print the comparison, write the Markdown summary if asked; return the exit status."""
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    """--markdown and --json, shared by compare and ab."""
+    parser.add_argument("--markdown", metavar="FILE", help="also write a Markdown summary (for a PR comment)")
+    parser.add_argument("--json", metavar="FILE", dest="json_path",
+                        help="also write the decision table as JSON (record, ratio, interval, p, verdict)")
+
+
+def _number(value: float | None) -> float | str | None:
+    """A JSON-safe number: strict JSON has no infinity, so an unbounded interval end is the string "inf"."""
+    if value is None or math.isfinite(value):
+        return value
+    return "inf" if value > 0 else "-inf"
+
+
+def to_json(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA, title: str = "") -> dict:
+    """The decision table for machines: one entry per record (ratio, interval, p, verdict) and the exit status."""
+    records = []
+    for row in rows:
+        verdict = row.verdict
+        records.append({
+            "record": row.record, "metric": row.metric, "verdict": row.status,
+            "baseline": _number(row.baseline), "candidate": _number(row.candidate),
+            "ratio": _number(verdict.ratio) if verdict else None,
+            "interval": [_number(verdict.low), _number(verdict.high)] if verdict and verdict.mode != "values"
+            else None,
+            "confidence": 1 - alpha if verdict and verdict.mode != "values" else None,
+            "p_value": verdict.p_value if verdict else None,
+            "test": TEST_BASIS[verdict.mode] if verdict else None,
+            "runs": [verdict.n_base, verdict.n_cand] if verdict else None,
+            "threshold": verdict.threshold if verdict else None,
+            "note": row.note,
+        })
+    return {"title": title, "headline": headline(rows), "exit_status": exit_code(rows), "alpha": alpha,
+            "rule": notes(rows, alpha)[:1], "records": records}
+
+
+def write_json(path: str | Path, document: dict) -> None:
+    try:
+        write_json_atomic(Path(path), document)
+    except OSError as error:
+        raise UsageError(f"{path}: cannot write the JSON decision table: {error.strerror}") from None
+
+
+def report(rows: Sequence[Row], alpha: float, markdown: str | None, title: str = "",
+           json_path: str | None = None) -> int:
+    """Print the comparison, write the Markdown summary and the JSON table if asked; return the exit status."""
     print(headline(rows) + (f" ({title})" if title else ""))
+    for line in broken_lines(rows):
+        print(line)
     print(table(rows, alpha))
     for line in notes(rows, alpha):
         print(f"* {line}")
     if markdown:
         write_markdown(markdown, to_markdown(rows, alpha, title))
+    if json_path:
+        write_json(json_path, to_json(rows, alpha, title))
     return exit_code(rows)
 
 
@@ -725,5 +935,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"tfbench: warning: the results come from {len(machines)} machines; absolute times do not "
                   "travel between machines: use --metric speedup or roofline", file=sys.stderr)
     rows = compare_documents(base_docs, cand_docs, args.metric, args.threshold, args.alpha,
-                             args.accuracy_tolerance, normalize=not args.raw)
-    return report(rows, args.alpha, args.markdown, title=f"{args.metric}: {len(base_docs)} vs {len(cand_docs)} runs")
+                             args.accuracy_tolerance, normalize=not args.raw, paired=args.paired)
+    pairing = " paired" if args.paired else ""
+    return report(rows, args.alpha, args.markdown, title=f"{args.metric}: {len(base_docs)} vs {len(cand_docs)}"
+                  f"{pairing} runs", json_path=args.json_path)

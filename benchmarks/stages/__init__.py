@@ -1,9 +1,11 @@
 """The stages of a run, one module each, in run order (see :mod:`.base` for what a stage provides).
 
 * :mod:`.step_time`: time per training step, every approach x workload x mode x K x batch size x device;
+* :mod:`.breakdown`: where one compiled call's time goes, op category by category, from TensorFlow's profiler;
 * :mod:`.input_pipeline`: one step fed four ways, from device-resident tensors to the tutorials' NumPy slicing;
 * :mod:`.accuracy`: each approach trained on the real dataset, with time-to-accuracy;
 * :mod:`.recipe`: the tutorials' documented recipes, beside the figures they report;
+* :mod:`.as_published`: each tutorial's own loop as published, against its recipe done well;
 * :mod:`.distributed`: every approach under a ``tf.distribute`` strategy at 1, 2, 4... replicas (only when
   the run names a strategy).
 """
@@ -12,7 +14,15 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from tfbench.benchmarks.stages import accuracy, distributed, input_pipeline, recipe, step_time
+from tfbench.benchmarks.stages import (
+    accuracy,
+    as_published,
+    breakdown,
+    distributed,
+    input_pipeline,
+    recipe,
+    step_time,
+)
 
-STAGES: dict[str, ModuleType] = {stage.KIND: stage
-                                 for stage in (step_time, input_pipeline, accuracy, recipe, distributed)}
+STAGES: dict[str, ModuleType] = {stage.KIND: stage for stage in (step_time, breakdown, input_pipeline, accuracy,
+                                                                  recipe, as_published, distributed)}

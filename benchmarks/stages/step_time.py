@@ -91,7 +91,7 @@ def run(context: Context, job: Job) -> list[dict]:
     workload = get_workload(job.params["workload"])
     batch_size = job.params["batch_size"]
     sync = lambda: dev.synchronize(device, tf)  # noqa: E731
-    records, timed, metas, peak_memory = [], {}, {}, {}
+    records, timed, metas, peak_memory, memory_windows = [], {}, {}, {}, {}
     for stub in job.stubs:
         approach = get_approach(stub["approach"])
         reason = approach.unsupported(workload, stub["mode"]) or device.unsupported_reason(stub["mode"])
@@ -113,7 +113,7 @@ def run(context: Context, job: Job) -> list[dict]:
                 calls = batches // k
                 calls_of[k] = ([tf.identity(bank_x[i * k:(i + 1) * k]) for i in range(calls)],
                                [tf.identity(bank_y[i * k:(i + 1) * k]) for i in range(calls)])
-            dev.reset_peak_memory(device, tf)
+            memory_windows[record_key] = dev.start_memory_window(device, tf)
             try:
                 trainer = build(stub["approach"], workload,
                                 TrainConfig(mode=stub["mode"], steps_per_call=k, seed=plan.seed))
@@ -125,7 +125,7 @@ def run(context: Context, job: Job) -> list[dict]:
                 records.append({**metas.pop(record_key), "status": "failed", "reason": failure(error)})
                 timed.pop(record_key, None)
                 continue
-            peak_memory[record_key] = dev.peak_memory_bytes(device, tf)
+            peak_memory[record_key] = dev.record_peak_memory(device, memory_windows[record_key], tf)
         # The approaches of one mode and K form a block: timed back to back, in turn first.
         blocks = {}
         for key in timed:
@@ -134,7 +134,9 @@ def run(context: Context, job: Job) -> list[dict]:
         if plan.reference:
             timed[REFERENCE] = Timed(reference_kernel())
             blocks.append([REFERENCE])
+        probes = _add_roof_probes(context, device, timed, blocks) if plan.roofline else []
         measure_interleaved(timed, sync=sync, blocks=blocks, **context.sampling())
+        roofs = _roofs(probes, timed)
         # What the harness itself adds, on each approach's first compiled configuration (the cheapest
         # call, where bookkeeping would show most); on the CPU the sync is a no-op and the bare loop
         # is exact.
@@ -146,6 +148,12 @@ def run(context: Context, job: Job) -> list[dict]:
                     first_compiled.setdefault(stub["approach"], key)
             overhead = {key: harness_overhead(timed[key], sync=sync) for key in first_compiled.values()}
     records = records + _step_records(context, metas, timed, workload, device, peak_memory)
+    preplaced = _preplaced_bytes(bank_x, bank_y, calls_of)
+    for record in records:
+        if record["status"] == "ok":
+            record["metrics"]["harness_preplaced_bytes"] = preplaced
+            if roofs is not None:
+                record["metrics"].update(_roofline_metrics(workload, record, roofs))
     for record in records:
         if record["id"] in overhead and record["status"] == "ok":
             record["metrics"]["harness_overhead_fraction"] = overhead[record["id"]]
@@ -160,7 +168,6 @@ def _step_records(context: Context, metas, timed, workload, device, peak_memory)
 
     plan = context.plan
     eager_keys = {stub["approach"]: key for key, stub in metas.items() if stub["mode"] == "eager"}
-    peak = context.peaks.get(device.name)
     records = []
     for key, stub in metas.items():
         measured = timed[key]
@@ -173,14 +180,13 @@ def _step_records(context: Context, metas, timed, workload, device, peak_memory)
                    "throughput_sps": throughput, "flops_per_sample": workload.flops_per_sample,
                    "achieved_gflops": throughput * workload.flops_per_sample / 1e9,
                    "peak_memory_bytes": peak_memory.get(key)}
-        if peak:
-            metrics["roofline_fraction"] = throughput * workload.flops_per_sample / (peak * 1e9)
         eager_key = eager_keys.get(stub["approach"])
         if eager_key is not None:
             ratio, low, high = bootstrap_ratio(timed[eager_key].samples, measured.samples)
             metrics["speedup_vs_eager"] = ratio
             metrics["speedup_vs_eager_ci"] = [low, high]
-        known_cost = get_approach(stub["approach"]).known_cost(workload, stub["mode"], stub["steps_per_call"])
+        known_cost = get_approach(stub["approach"]).known_cost(workload, stub["mode"], stub["steps_per_call"],
+                                                                  device_kind=device.kind)
         if known_cost:
             metrics["known_cost"] = known_cost
         if plan.inject_slowdown:
@@ -188,3 +194,62 @@ def _step_records(context: Context, metas, timed, workload, device, peak_memory)
             metrics["injected_s_per_step"] = measured._inject_s / measured.steps_per_call
         records.append({**stub, "metrics": metrics})
     return records
+
+
+# --- the roofline and the harness's own memory (issue 12) ---------------------------------------------------
+
+ROOF_PREFIX = "roof:"  # a roof probe's key among a group's timed configurations
+
+
+def _add_roof_probes(context: Context, device, timed: dict, blocks: list) -> list:
+    """Add the device's roof probes (:mod:`tfbench.benchmarks.roofline`) to the group as one more block,
+    so the peaks a record is divided by were measured in the same rotating rounds as the record."""
+    from tfbench.benchmarks.roofline import roof_probes
+    from tfbench.benchmarks.timing import Timed
+
+    tf = context.tf
+    # On the CPU, as many matmuls at once as the inter-op pool runs ops: one would use one core of N.
+    parallel = max(1, tf.config.threading.get_inter_op_parallelism_threads()) if device.kind == "cpu" else 1
+    probes = roof_probes(device, parallel=parallel, tf=tf)
+    for probe in probes:
+        timed[ROOF_PREFIX + probe.name] = Timed(probe.call)
+    blocks.append([ROOF_PREFIX + probe.name for probe in probes])
+    return probes
+
+
+def _roofs(probes: list, timed: dict):
+    from tfbench.benchmarks.roofline import Roofs
+
+    if not probes:
+        return None
+    return Roofs.from_samples(probes, {p.name: timed.pop(ROOF_PREFIX + p.name).samples for p in probes})
+
+
+def _roofline_metrics(workload, record: dict, roofs) -> dict:
+    """The record against its group's roofs: exact FLOPs and bytes of its step, the floor, MFU."""
+    from tfbench.benchmarks.roofline import step_floor
+    from tfbench.errors import Unsupported
+    from tfbench.implementations.costs import step_costs
+    from tfbench.implementations.interface import TrainConfig
+
+    metrics = {"roofs": roofs.to_json()}
+    try:
+        ops = step_costs(workload, record["batch_size"], TrainConfig().optimizer.name)
+    except Unsupported as error:  # a layer without a cost model: the roofs alone
+        return {**metrics, "floor_unavailable": str(error)}
+    median = record["metrics"]["step_time_s"]["median"]
+    floor = step_floor(ops, roofs)
+    model_flops = sum(op.flops for op in ops if op.is_model_flops)
+    return {**metrics, "model_flops_per_step": model_flops,
+            "elementwise_flops_per_step": sum(op.flops for op in ops if not op.is_model_flops),
+            "min_bytes_per_step": sum(op.bytes for op in ops),
+            "floor_s": floor.seconds, "floor_compute_s": floor.compute_s, "floor_memory_s": floor.memory_s,
+            "fraction_of_floor": floor.seconds / median, "binding_roof": floor.binding_roof,
+            "mfu": model_flops / median / (roofs.peak_gflops * 1e9)}
+
+
+def _preplaced_bytes(bank_x, bank_y, calls_of: dict) -> int:
+    """Bytes of the batches the harness places on the device before any configuration is built: the bank,
+    and each K's stacks of K batches (copies, so that a call's input is one contiguous tensor)."""
+    tensors = [bank_x, bank_y] + [t for xs, ys in calls_of.values() for t in xs + ys]
+    return int(sum(t.shape.num_elements() * t.dtype.size for t in tensors))
