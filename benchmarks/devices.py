@@ -246,3 +246,24 @@ def peak_memory_bytes(device: Device, tf=None) -> int | None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
     return None
+
+
+def split_cpu(count: int, tf=None) -> int:
+    """Split the CPU into ``count`` logical devices, so that a MirroredStrategy has ``count`` replicas.
+
+    Must run before TensorFlow's runtime starts; if it has started already, the split in force is kept
+    (and returned) when it has enough devices. Logical devices share the same cores and memory: a
+    strategy over them measures its own overhead, never a speed-up.
+    """
+    if tf is None:
+        import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+        return count
+    except RuntimeError:  # the runtime is up: logical devices can no longer be changed
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have < count:
+            raise UsageError(f"{count} logical CPU devices are needed but TensorFlow already started with "
+                             f"{have}; split the CPU before TensorFlow starts (tfbench run does)") from None
+        return have

@@ -13,6 +13,7 @@ from tfbench.benchmarks.devices import DEVICE_CHOICES
 from tfbench.benchmarks.stages import STAGES
 from tfbench.errors import ConfigError
 from tfbench.implementations import approach_names
+from tfbench.implementations.distribute import STRATEGIES
 from tfbench.implementations.interface import MODES
 from tfbench.implementations.workloads import WORKLOADS
 
@@ -78,7 +79,12 @@ PROFILES = {
                     reference=True, roofline=False, intra_op=1, interleave_approaches=False),
 }
 
-_SEQUENCES = ("approaches", "workloads", "modes", "batch_sizes", "steps_per_call", "devices", "stages")
+_SEQUENCES = ("approaches", "workloads", "modes", "batch_sizes", "steps_per_call", "devices", "stages", "replicas")
+# A CPU split into more logical devices than this measures thread contention, not a strategy.
+MAX_LOGICAL_CPUS = 8
+# Timed samples per configuration under multiworker when --samples is not given: every worker must make the
+# same calls (each all-reduce waits for all), so the count cannot follow each worker's own clock.
+MULTIWORKER_SAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,9 @@ class Plan:
     interleave_approaches: bool = True
     seed: int = 0
     verify: bool = True  # check the dataset files' checksums (False: --no-verify)
+    # tf.distribute (the ``distributed`` stage): the strategy and the replica counts it is measured at.
+    strategy: str = "none"
+    replicas: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
         for name in _SEQUENCES:  # a plan read back from JSON has lists
@@ -130,6 +139,21 @@ class Plan:
             raise ConfigError("a plan needs at least one approach, workload, mode, batch size and K")
         if not 0 <= self.inject_slowdown < 10:
             raise ConfigError(f"the injected slowdown must be a fraction in [0, 10), got {self.inject_slowdown}")
+        self._check_distribution()
+
+    def _check_distribution(self) -> None:
+        _check_names("strategy", [self.strategy], STRATEGIES)
+        _check_positive("replicas", self.replicas)
+        if self.strategy == "none" and self.replicas != (1,):
+            raise ConfigError(f"replicas {list(self.replicas)} need a strategy: add --strategy mirrored or multiworker")
+        if self.strategy == "mirrored" and max(self.replicas) > MAX_LOGICAL_CPUS:
+            raise ConfigError(f"{max(self.replicas)} replicas are more than this suite runs on one machine "
+                              f"({MAX_LOGICAL_CPUS}: GPUs, or a CPU split into logical devices)")
+        if self.strategy == "multiworker":
+            if len(self.replicas) != 1:
+                raise ConfigError(f"a multiworker run has one replica count, the cluster's; got {list(self.replicas)}")
+            if self.samples is None:
+                raise ConfigError("a multiworker plan needs a fixed sample count (every worker makes the same calls)")
 
     @classmethod
     def from_dict(cls, stored: dict) -> Plan:
@@ -146,10 +170,25 @@ class Plan:
 
 def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes=None, batch_sizes=None,
                steps_per_call=None, stages=None, dataset: str = "mnist", data_dir: str | None = None,
-               samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0, verify: bool = True) -> Plan:
-    """The plan of ``profile`` narrowed by the given filters (None keeps the profile's choice)."""
+               samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0, verify: bool = True,
+               strategy: str = "none", replicas=None) -> Plan:
+    """The plan of ``profile`` narrowed by the given filters (None keeps the profile's choice).
+
+    A strategy other than ``none`` measures the ``distributed`` stage only, unless ``stages`` says otherwise;
+    under ``mirrored`` the replica counts always include 1, the baseline of the scaling efficiency (default
+    1, 2 and 4).
+    """
     _check_names("profile", [profile], list(PROFILES))
     chosen = PROFILES[profile]
+    if strategy == "mirrored":
+        replicas = tuple(sorted({1, *(replicas or (2, 4))}))
+    elif strategy == "multiworker":
+        replicas = tuple(replicas or ())
+        samples = samples or MULTIWORKER_SAMPLES
+    else:
+        replicas = tuple(replicas or (1,))
+    if strategy != "none" and not stages:
+        stages = ("distributed",)
     return Plan(
         profile=chosen.name,
         approaches=tuple(approaches or chosen.approaches or approach_names()),
@@ -164,7 +203,8 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         recipe_epochs=chosen.recipe_epochs, as_published_epochs=chosen.as_published_epochs,
         pipeline_batch_size=chosen.pipeline_batch_size,
         inject_slowdown=inject_slowdown, reference=chosen.reference, roofline=chosen.roofline,
-        interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify,
+        interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify, strategy=strategy,
+        replicas=replicas,
     )
 
 

@@ -24,9 +24,11 @@ tokens are still read.
 A record is one measurement::
 
     {"id": "step_time/custom_tape/mlp/function/k1/cpu/b32/synthetic/",
-     "kind": "step_time" | "accuracy" | "recipe" | "input_pipeline" | "breakdown",
+     "kind": "step_time" | "accuracy" | "recipe" | "input_pipeline" | "as_published" | "breakdown"
+             | "distributed",
      "approach", "workload", "mode", "steps_per_call", "device", "batch_size",
      "dataset", "variant" (recipe or pipeline name, else ""),
+     "strategy": "none" | "mirrored" | "multiworker", "replicas": int (replicas in sync),
      "status": "ok" | "unsupported" | "skipped" | "failed", "reason": str | None,
      (``--resume`` re-attempts ``skipped`` and ``failed`` records; ``ok`` and
      ``unsupported`` are final)
@@ -91,6 +93,28 @@ Roofline, memory and breakdown metrics (name, unit: meaning):
   dispatch, control flow, Python); ``thread_s``, {category: s}: the ops' own times summed over threads;
   ``ops_wall_s``, s: wall time with at least one op running; ``profiled_steps``, ``op_events``, counts.
 
+``strategy`` and ``replicas`` were added after the first files were written: a
+record without them is read as ``"none"`` and ``1`` (one device), and its id
+is unchanged (the id names them only when a strategy is used). In a
+``distributed`` record ``batch_size`` is the batch *per replica*.
+
+Metrics of ``distributed`` records (besides ``step_time_s``, ``noisy``,
+``first_call_s`` and ``throughput_sps``, which counts the samples of the
+global batch per second):
+
+* ``global_batch_size`` (samples): the batch of one step over all replicas,
+  ``batch_size x replicas``;
+* ``scaling_efficiency`` (fraction): ``throughput(N) / (N x throughput(1))``,
+  against the same approach, mode and K at 1 replica under the same strategy
+  (under ``multiworker``, against the single-device record): 1 is perfect
+  scaling; on logical CPU devices, which share the cores, it measures the
+  strategy's overhead, not a speed-up;
+* ``vs_fastest`` (ratio): the step time over the fastest approach's at the
+  same strategy, replicas, mode and K (1 for the fastest);
+* ``vs_single_device`` (ratio): the step time over the same approach's
+  without a strategy at the same global batch, where measured (the cost of
+  the strategy itself at 1 replica, its distributed input pipeline included).
+
 The published schema, ``results.schema.json`` beside this module, declares
 every field and every metric with its type, unit and meaning (its
 ``$defs/metrics``); :func:`validate` rejects a document that does not conform,
@@ -121,11 +145,13 @@ from tfbench.errors import TfbenchError, WriteError
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
-KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "as_published", "breakdown")
+KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "as_published", "breakdown", "distributed")
 STATUSES = ("ok", "unsupported", "skipped", "failed")
 FINAL_STATUSES = ("ok", "unsupported")  # a resumed run keeps these; skipped and failed ones are tried again
+# Key fields a file written before tf.distribute support lacks, with the value they then mean.
+DISTRIBUTION_DEFAULTS = {"strategy": "none", "replicas": 1}
 KEY_FIELDS = ("kind", "approach", "workload", "mode", "steps_per_call", "device", "batch_size", "dataset",
-              "variant")
+              "variant", *DISTRIBUTION_DEFAULTS)
 # A sample set whose interquartile range exceeds this fraction of its median is flagged noisy.
 NOISY_IQR_FRACTION = 0.10
 
@@ -141,21 +167,25 @@ def now_iso() -> str:
 def record_id(record: dict) -> str:
     """A readable, unique key of what a record measures (not of its outcome)."""
     k = record
-    return (f"{k['kind']}/{k['approach']}/{k['workload']}/{k['mode']}/k{k['steps_per_call']}/"
-            f"{k['device']}/b{k['batch_size']}/{k['dataset']}/{k.get('variant') or ''}")
+    key = (f"{k['kind']}/{k['approach']}/{k['workload']}/{k['mode']}/k{k['steps_per_call']}/"
+           f"{k['device']}/b{k['batch_size']}/{k['dataset']}/{k.get('variant') or ''}")
+    strategy = k.get("strategy") or "none"
+    # Single-device ids stay what they were before strategies existed, so old files still match new ones.
+    return key if strategy == "none" else f"{key}/{strategy}x{k.get('replicas', 1)}"
 
 
 def make_record(kind: str, *, approach: str, workload: str, mode: str, steps_per_call: int, device: str,
                 batch_size: int, dataset: str, variant: str = "", status: str = "ok",
-                reason: str | None = None, metrics: dict | None = None) -> dict:
+                reason: str | None = None, metrics: dict | None = None, strategy: str = "none",
+                replicas: int = 1) -> dict:
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}")
     if status not in STATUSES:
         raise ValueError(f"unknown record status {status!r}")
     record = {"kind": kind, "approach": approach, "workload": workload, "mode": mode,
               "steps_per_call": int(steps_per_call), "device": device, "batch_size": int(batch_size),
-              "dataset": dataset, "variant": variant, "status": status, "reason": reason,
-              "metrics": metrics or {}}
+              "dataset": dataset, "variant": variant, "strategy": strategy, "replicas": int(replicas),
+              "status": status, "reason": reason, "metrics": metrics or {}}
     record["id"] = record_id(record)
     return record
 
@@ -322,6 +352,9 @@ def validate(document: object, source: str = "results") -> dict:
     if error is not None:
         hint = "; is it a tf-training-bench results file?" if not error.absolute_path else ""
         raise ResultsError(f"{source}: {_problem(error)}{hint}")
+    for record in document["records"]:
+        for field, default in DISTRIBUTION_DEFAULTS.items():  # a file from before strategies: one device
+            record.setdefault(field, default)
     return document
 
 

@@ -24,9 +24,11 @@ from pathlib import Path
 
 from tfbench.benchmarks.commands import EXIT_FAILED, positive_int
 from tfbench.benchmarks.console import progress, starting_tensorflow
+from tfbench.benchmarks.multiworker import DEFAULT_TIMEOUT_S
 from tfbench.benchmarks.plan import DATASET_CHOICES, PROFILES, STAGE_NAMES, Plan, Profile, build_plan, check_device
 from tfbench.benchmarks.results import ResultsFile
 from tfbench.errors import ConfigError, UsageError
+from tfbench.implementations.distribute import STRATEGIES
 from tfbench.implementations.interface import MODES
 
 # --- CLI ---------------------------------------------------------------------------------------------------
@@ -61,6 +63,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="TensorFlow thread pools (default: as many threads per op and ops side by side "
                              "as cores; the gate profile: 1 thread per op; a resumed run: the run's own)")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--strategy", choices=STRATEGIES,
+                        help="tf.distribute: mirrored (this machine's GPUs, or its CPU split into logical devices) "
+                             "or multiworker (TF_CONFIG, or local workers on loopback); measures the distributed "
+                             "stage unless --stages says otherwise")
+    parser.add_argument("--replicas", nargs="+", type=positive_int, metavar="N",
+                        help="replica counts (mirrored: default 1 2 4, 1 always included; multiworker: the "
+                             "cluster's, default 2 local workers or the TF_CONFIG cluster)")
+    parser.add_argument("--worker-timeout", type=float, metavar="S",
+                        help=f"stop local multiworker workers after S seconds (default {DEFAULT_TIMEOUT_S})")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     # Test-only: adds real busy work, a fraction of each record's warm-up step time, to every timed step.
     parser.add_argument("--inject-slowdown", type=float, help=argparse.SUPPRESS)
@@ -68,17 +79,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 # Flags that change what a run measures: a resumed run keeps its stored plan and refuses them.
 MEASURING_FLAGS = ("profile", "approach", "workload", "mode", "device", "batch_size", "steps_per_call", "stages",
-                   "dataset", "samples", "seed", "inject_slowdown", "out", "output", "overwrite")
+                   "dataset", "samples", "seed", "inject_slowdown", "out", "output", "overwrite", "strategy",
+                   "replicas")
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     try:
         check_device(args.device or "auto")
+        replicas = args.replicas
+        if args.strategy == "multiworker":
+            from tfbench.benchmarks.multiworker import cluster_replicas
+
+            replicas = cluster_replicas(replicas)  # TF_CONFIG checked here, before TensorFlow starts
+        if args.worker_timeout is not None and not args.worker_timeout > 0:
+            raise UsageError(f"--worker-timeout must be > 0 seconds, got {args.worker_timeout:g}")
         return build_plan(args.profile or "quick", approaches=args.approach, workloads=args.workload,
                           modes=args.mode, batch_sizes=args.batch_size, steps_per_call=args.steps_per_call,
                           stages=args.stages, dataset=args.dataset or "mnist", data_dir=args.data_dir,
                           samples=args.samples, inject_slowdown=args.inject_slowdown or 0.0, seed=args.seed or 0,
-                          verify=not args.no_verify)
+                          verify=not args.no_verify, strategy=args.strategy or "none", replicas=replicas)
     except ConfigError as error:
         raise UsageError(str(error)) from None
 
@@ -147,6 +166,14 @@ def main(args: argparse.Namespace) -> int:
 
     # Every output is checked before anything is measured (and before TensorFlow is imported).
     plan, run_id = (None, None) if args.resume else (make_plan(args), new_run_id())
+    if plan is not None and plan.strategy == "multiworker":
+        from tfbench.benchmarks.multiworker import other_worker, run_plan
+
+        if other_worker():  # one worker of a cluster that is not the chief: it measures, the chief writes
+            run_plan(plan, threads=parse_threads(args.threads, PROFILES[plan.profile]), device=args.device or "auto",
+                     output=None, timeout_s=args.worker_timeout or DEFAULT_TIMEOUT_S)
+            print("worker done; the chief writes the results file")
+            return 0
     path = check_file(args.resume or args.output or (args.out or Path("results")) / f"results-{run_id}.json",
                       "the results file")
     if args.report:
@@ -164,6 +191,8 @@ def main(args: argparse.Namespace) -> int:
         resume = None
         if args.resume:  # read under the lock: what the file holds now, and nobody else adds to it
             resume, plan = resumed_plan(args)
+            if plan.strategy == "multiworker":  # its workers measured in lockstep: a part cannot be redone alone
+                raise UsageError(f"{path} is a multiworker run, which cannot be resumed; start it again")
             threads = parse_threads(args.threads, PROFILES.get(plan.profile, PROFILES["quick"]),
                                     recorded=resume.document["environment"].get("threads"))
             progress()(describe_resume(resume))  # said even with --quiet: what the resumed run will do
@@ -175,8 +204,14 @@ def main(args: argparse.Namespace) -> int:
             load(plan.dataset, data_dir=plan.data_dir, verify=plan.verify)  # a DatasetError: one line and exit 2
         starting_tensorflow(log)
         try:
-            results = execute(plan, threads=threads, device=args.device or "auto", output=path, resume=resume,
-                              log=log, run_id=run_id)
+            if plan.strategy == "multiworker" and resume is None:  # local workers, or this one of a cluster
+                from tfbench.benchmarks.multiworker import run_plan
+
+                results = run_plan(plan, threads=threads, device=args.device or "auto", output=path,
+                                   timeout_s=args.worker_timeout or DEFAULT_TIMEOUT_S)
+            else:
+                results = execute(plan, threads=threads, device=args.device or "auto", output=path,
+                                  resume=resume, log=log, run_id=run_id)
         except KeyboardInterrupt as interrupt:
             if path.is_file():  # what was measured is in the file: say so, and how to finish the run
                 interrupt.args = (f"the records measured so far are in {path}; `tfbench run --resume {path}` "
@@ -224,4 +259,10 @@ def print_summary(records: list[dict]) -> None:
     if rows:
         print()
         print(tabulate(rows, headers=["kind", "approach / recipe", "workload", "dataset", "test acc", "TTA s"]))
+    from tfbench.benchmarks.stages.distributed import summary_table
+
+    distributed = summary_table(records)
+    if distributed:
+        print()
+        print(distributed)
 

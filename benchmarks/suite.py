@@ -51,6 +51,7 @@ def execute(plan: Plan, *, threads: dict, device: str = "auto", output: Path | N
             log: Callable[..., None] = quiet, run_id: str | None = None) -> ResultsFile:
     """Run ``plan`` (or continue ``resume``, whose stored plan it is) and return its complete results file."""
     tf, threads = set_up_tensorflow(threads)
+    STAGES["distributed"].prepare(plan, tf)  # logical CPU devices, a worker's strategy: before TF starts
     from tfbench.benchmarks import devices
     from tfbench.benchmarks.environment import capture
 
@@ -114,6 +115,9 @@ def describe(records: list[dict]) -> str:
     parts = []
     for r in records:
         label = r["variant"] or f"{r['mode']}/K{r['steps_per_call']}"
+        if r["kind"] == "distributed":  # its variant only names the baseline: say the mode, K and replicas
+            where = "one device" if r["strategy"] == "none" else f"{r['strategy']} x{r['replicas']}"
+            label = f"{r['mode']}/K{r['steps_per_call']} {where}"
         if len(approaches) > 1:
             label = f"{r['approach']} {label}"
         m = r.get("metrics") or {}

@@ -9,6 +9,13 @@ step records the forward pass on a tape, takes the gradients and hands them to
 
 Modes: ``eager`` runs the step as plain Python; ``function`` wraps it in
 ``tf.function``; ``xla`` in ``tf.function(jit_compile=True)``.
+
+Under a ``tf.distribute`` strategy (TensorFlow's "Custom training with
+tf.distribute.Strategy" guide): the model and optimizer are created under
+``strategy.scope()``, each replica runs :meth:`CustomTape.replica_step` on its
+slice of the global batch (``strategy.run``), the loss keeps one value per
+example and ``tf.nn.compute_average_loss`` divides their sum by the *global*
+batch, and ``apply_gradients`` sums the replicas' gradients (all-reduce).
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ class CustomTape(LoopTrainer):
         self.model(tf.zeros((1, 28, 28, 1)))  # a subclassed model creates its weights on first call
         self.model.set_weights(weights)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        # Under a strategy: one loss per example, averaged over the global batch in replica_step.
+        self.per_example_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
         self.optimizer = self.config.optimizer.make()
         self.optimizer.build(self.model.trainable_variables)
 
@@ -62,6 +71,17 @@ class CustomTape(LoopTrainer):
         with tf.GradientTape() as tape:
             logits = self.model(x, training=True)
             loss = self.loss_fn(y, logits)  # Keras losses take (y_true, y_pred)
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return loss, logits
+
+    def replica_step(self, x, y):
+        # The same step on one replica's slice of the global batch. apply_gradients sums the replicas'
+        # gradients, so the loss is divided by the global batch, not by this slice (reduce_mean would
+        # make the step N times too large with N replicas).
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)
+            loss = tf.nn.compute_average_loss(self.per_example_loss_fn(y, logits))
         grads = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return loss, logits

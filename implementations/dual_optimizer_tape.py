@@ -8,6 +8,12 @@ block, each block's gradients going to its own optimizer (the book: Adam
 2e-3 below, Nadam 1e-3 above). Use it for discriminative learning rates, or
 to train part of a network with another optimizer. A persistent tape holds
 its intermediate tensors until it is deleted, so it is released after use.
+
+Under a ``tf.distribute`` strategy, both blocks and both optimizers are
+created under ``strategy.scope()`` (each optimizer's state is mirrored on
+every replica), and :meth:`DualOptimizerTape.replica_step` records the
+replica's share of the loss, divided by the *global* batch, on the
+persistent tape; each optimizer sums its block's gradients across replicas.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class DualOptimizerTape(LoopTrainer):
         self.model = keras.Sequential([keras.Input((28, 28, 1)), self.lower_layers, self.upper_layers])
         self.model.set_weights(weights)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        # Under a strategy: one loss per example, averaged over the global batch in replica_step.
+        self.per_example_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
         self.lower_optimizer = self.config.optimizer.make()
         self.upper_optimizer = (self.config.upper_optimizer or self.config.optimizer).make()
         self.lower_optimizer.build(self.lower_layers.trainable_variables)
@@ -58,6 +66,19 @@ class DualOptimizerTape(LoopTrainer):
             grads = tape.gradient(loss, layers.trainable_variables)
             optimizer.apply_gradients(zip(grads, layers.trainable_variables))
         del tape  # a persistent tape keeps the forward pass alive until released
+        return loss, logits
+
+    def replica_step(self, x, y):
+        # One replica's share: each optimizer all-reduces (sums) its block's gradients over the replicas,
+        # so the loss is divided by the global batch (compute_average_loss), not by this replica's slice.
+        with tf.GradientTape(persistent=True) as tape:
+            logits = self.model(x, training=True)
+            loss = tf.nn.compute_average_loss(self.per_example_loss_fn(y, logits))
+        for layers, optimizer in ((self.lower_layers, self.lower_optimizer),
+                                  (self.upper_layers, self.upper_optimizer)):
+            grads = tape.gradient(loss, layers.trainable_variables)
+            optimizer.apply_gradients(zip(grads, layers.trainable_variables))
+        del tape
         return loss, logits
 
     def forward(self, x):

@@ -20,6 +20,13 @@ that only the loop style differs. They write three pieces of their own style:
 
 ``keras_fit`` derives from :class:`Trainer` directly: Keras's own compiled
 ``train_function`` (what ``fit`` runs) is its step.
+
+Under a ``tf.distribute`` strategy (``TrainConfig.strategy``, ``replicas``;
+see :mod:`implementations.distribute`) the variables are created under
+``strategy.scope()``, and a hand-written loop adds a fourth piece beside its
+single-device step: ``replica_step(x, y)``, one replica's share of a step,
+whose loss is divided by the *global* batch. :class:`LoopTrainer` runs it
+with ``strategy.run`` on distributed batches, K steps per compiled call.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import ClassVar
 import numpy as np
 
 from tfbench.errors import ConfigError, TrainingDiverged, Unsupported
+from tfbench.implementations import distribute
 from tfbench.implementations.workloads import Workload
 
 MODES = ("eager", "function", "xla")
@@ -87,12 +95,17 @@ class TrainConfig:
     # layers; None means "the same settings as `optimizer`".
     upper_optimizer: OptimizerSpec | None = None
     seed: int = 0
+    # tf.distribute: "none" (one device), "mirrored" (one process, several devices) or "multiworker"
+    # (several processes, TF_CONFIG); replicas is the number in sync across all of them.
+    strategy: str = "none"
+    replicas: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
         if not isinstance(self.steps_per_call, int) or self.steps_per_call < 1:
             raise ConfigError(f"steps per call must be an integer >= 1, got {self.steps_per_call!r}")
+        distribute.validate(self.strategy, self.replicas)
 
 
 def epoch_batches(num_examples: int, batch_size: int, rng: np.random.Generator,
@@ -122,16 +135,34 @@ class Trainer(ABC):
     source: ClassVar[str]
 
     def __init__(self, workload: Workload, config: TrainConfig, weights: Sequence[np.ndarray] | None = None):
-        reason = self.unsupported(workload, config.mode)
+        reason = self.unsupported(workload, config.mode, config.strategy, config.steps_per_call)
         if reason:
-            raise Unsupported(f"{self.name} cannot run {workload.name}/{config.mode}: {reason}")
+            where = f"{workload.name}/{config.mode}" + (f" under {config.strategy}" if config.strategy != "none"
+                                                        else "")
+            raise Unsupported(f"{self.name} cannot run {where}: {reason}")
         self.workload = workload
         self.config = config
-        self._build(list(weights) if weights is not None else workload.init_weights(config.seed))
+        # None on one device; else the strategy, under whose scope every variable is created (mirrored).
+        self.strategy = distribute.make_strategy(config.strategy, config.replicas)
+        weights = list(weights) if weights is not None else workload.init_weights(config.seed)
+        if self.strategy is None:
+            self._build(weights)
+        else:
+            with self.strategy.scope():
+                self._build(weights)
 
     @classmethod
-    def unsupported(cls, workload: Workload, mode: str) -> str | None:
-        """Why this approach cannot run ``workload`` in ``mode``, or None if it can."""
+    def unsupported(cls, workload: Workload, mode: str, strategy: str = "none",
+                    steps_per_call: int = 1) -> str | None:
+        """Why this approach cannot run ``workload`` in ``mode`` (under ``strategy``, K steps per call), or
+        None if it can."""
+        if strategy != "none" and mode == "xla":
+            # Measured here (TF 2.21; two logical CPUs, and two workers on loopback).
+            return ("XLA compiles a function for one device: under MirroredStrategy, jit_compile=True around "
+                    "strategy.run, or around one replica's step, reads the other replicas' variables from the "
+                    "first device (InvalidArgumentError: Trying to access resource ... located in device CPU:1 "
+                    "from CPU:0); under MultiWorkerMirroredStrategy, the distributed iterator that feeds the "
+                    "K steps has no XLA kernel (IteratorGetNextAsOptional)")
         return None
 
     @classmethod
@@ -256,7 +287,10 @@ class LoopTrainer(Trainer):
 
     def __init__(self, workload: Workload, config: TrainConfig, weights: Sequence[np.ndarray] | None = None):
         super().__init__(workload, config, weights)
-        self._train_calls = self._compile(self._train_loop)
+        if self.strategy is None:
+            self._train_calls = self._compile(self._train_loop)
+        else:
+            self._distributed_calls = self._compile(self._distributed_train_loop)
         self._eval_batch = self._compile(self._eval_sums)
 
     @classmethod
@@ -274,6 +308,12 @@ class LoopTrainer(Trainer):
     @abstractmethod
     def train_step(self, x, y):
         """One optimizer step on a batch; returns ``(mean loss, logits)``."""
+
+    @abstractmethod
+    def replica_step(self, x, y):
+        """One replica's share of a step under a strategy, on its slice of the global batch; returns
+        ``(loss, logits)`` where ``loss`` is the replica's summed loss divided by the *global* batch
+        (``tf.nn.compute_average_loss``), so that the all-reduce's sum of gradients is the mean's."""
 
     @abstractmethod
     def forward(self, x):
@@ -306,8 +346,63 @@ class LoopTrainer(Trainer):
             correct += batch_correct
         return loss, loss_sum, correct
 
+    def _distributed_train_loop(self, iterator, steps):
+        """Under a strategy: ``steps`` steps, each on the next global batch from a distributed ``iterator``;
+        returns the same (last loss, summed loss, correct predictions) as :meth:`_train_loop`."""
+        import tensorflow as tf
+
+        strategy = self.strategy
+        add = tf.distribute.ReduceOp.SUM
+
+        def one_replica(x, y):
+            loss, logits = self.replica_step(x, y)
+            correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=y.dtype), y), tf.int32))
+            return loss, tf.shape(y)[0], correct
+
+        def one_step():
+            x, y = next(iterator)
+            loss, count, correct = strategy.run(one_replica, args=(x, y))
+            # Each replica's loss is its share of the global mean: their sum is the mean.
+            loss, count = strategy.reduce(add, loss, axis=None), strategy.reduce(add, count, axis=None)
+            return loss, loss * tf.cast(count, loss.dtype), strategy.reduce(add, correct, axis=None)
+
+        if steps == 1:  # K = 1: no loop at all, the plain compiled step.
+            return one_step()
+        loss, loss_sum, correct = tf.constant(0.0), tf.constant(0.0), tf.constant(0)
+        # The same K-step loop as on one device: a tf.while_loop inside the compiled call.
+        for _ in tf.range(steps):
+            loss, batch_loss_sum, batch_correct = one_step()
+            loss_sum += batch_loss_sum
+            correct += batch_correct
+        return loss, loss_sum, correct
+
+    def _distributed_calls_on(self, iterator, steps: int):
+        """Run ``steps`` steps from ``iterator``, K per compiled call; return each call's outputs."""
+        k = self.config.steps_per_call
+        return [self._distributed_calls(iterator, min(k, steps - start)) for start in range(0, steps, k)]
+
     def steps(self, xs, ys):
+        if self.strategy is not None:
+            iterator = distribute.distributed_batches(self.strategy, xs, ys)
+            return self._distributed_calls_on(iterator, int(xs.shape[0]))[-1][0]
         return self._train_calls(xs, ys)[0]
+
+    def runner(self, xs_calls, ys_calls):
+        if self.strategy is None:
+            return super().runner(xs_calls, ys_calls)
+        import tensorflow as tf
+
+        # Under a strategy the batches come through a distributed dataset, as the idiom has it; its
+        # iterator prefetches each replica's slice to the replica's device.
+        iterator = distribute.distributed_batches(self.strategy, tf.concat(list(xs_calls), 0),
+                                                  tf.concat(list(ys_calls), 0), repeat=True)
+        k = self.config.steps_per_call
+        calls = self._distributed_calls
+
+        def call():
+            return calls(iterator, k)[0]
+
+        return call
 
     def _eval_sums(self, x, y):
         import tensorflow as tf
@@ -335,7 +430,12 @@ class LoopTrainer(Trainer):
             full = [b for b in batches if len(b) == len(batches[0])]
             calls = [np.stack(full[i:i + k]) for i in range(0, len(full), k)]
             calls += [b[None] for b in batches[len(full):]]
-            outputs = [self._train_calls(tf.gather(x_all, index), tf.gather(y_all, index)) for index in calls]
+            if self.strategy is None:
+                outputs = [self._train_calls(tf.gather(x_all, index), tf.gather(y_all, index)) for index in calls]
+            else:  # each call's global batches, split among the replicas
+                outputs = [self._distributed_calls_on(distribute.distributed_batches(
+                    self.strategy, tf.gather(x_all, index), tf.gather(y_all, index)), len(index))[0]
+                    for index in calls]
             # One reduction per epoch, not a device sync per call; float() forces the work.
             loss_sum = float(tf.add_n([loss_sum for _, loss_sum, _ in outputs]))
             correct = int(tf.add_n([correct for _, _, correct in outputs]))

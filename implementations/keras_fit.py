@@ -18,6 +18,13 @@ Steps per call K is ``steps_per_execution``: Keras runs K steps inside one
 compiled call, pulling batches from a ``tf.data`` iterator, which amortises
 the fixed cost of each call. The harness times ``model.train_function``,
 the compiled function ``fit`` itself calls once per K steps.
+
+Under a ``tf.distribute`` strategy, ``fit`` needs only ``strategy.scope()``
+around building and compiling the model: Keras then splits each global
+batch among the replicas, runs its step with ``strategy.run`` and scales the
+loss by the global batch itself. What it cannot do here (Keras 3.15, TF 2.21;
+see :meth:`KerasFit.unsupported`): XLA and K > 1 steps per call under a
+strategy, and MultiWorkerMirroredStrategy at all.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import time
 import keras
 import tensorflow as tf
 
+from tfbench.implementations import distribute
 from tfbench.implementations.interface import Trainer
 from tfbench.implementations.keras_layers import conv_bias_cost, keras_layer
 from tfbench.implementations.workloads import INPUT_SHAPE
@@ -56,6 +64,21 @@ class KerasFit(Trainer):
     source = "Deep Learning with Python ch. 2-3; Hands-On Machine Learning 2nd ed. ch. 10"
 
     @classmethod
+    def unsupported(cls, workload, mode, strategy="none", steps_per_call=1):
+        if strategy == "multiworker":
+            # Measured here with two workers on loopback, in every mode; the workaround users report is
+            # the legacy tf-keras (Keras 2).
+            return ("Keras 3's fit reduces its scalar logs across workers with strategy.reduce(MEAN, axis=0), "
+                    "which fails under MultiWorkerMirroredStrategy (ValueError: Invalid reduction dimension 0 "
+                    "for input with 0 dimensions; tensorflow/tensorflow#72388)")
+        if strategy != "none" and mode == "function" and steps_per_call > 1:
+            # Measured here: fit and train_function both fail from the second step of one call.
+            return ("under a strategy, Keras 3's steps_per_execution loop runs each step inside a tf.cond, and "
+                    "the optimizer's cross-replica merge_call fails there (InvalidArgumentError: You must feed "
+                    "a value for placeholder tensor; keras-team/keras#19246): K = 1 only")
+        return super().unsupported(workload, mode, strategy, steps_per_call)
+
+    @classmethod
     def known_cost(cls, workload, mode, steps_per_call, device_kind="cpu"):
         # What fit's own loop (keras/src/backend/tensorflow/trainer.py, Keras 3) adds to each step.
         if mode == "xla" and steps_per_call > 1:
@@ -83,10 +106,21 @@ class KerasFit(Trainer):
         )
         # fit() would build these on its first call; the harness calls train_function directly.
         self.model.optimizer.build(self.model.trainable_variables)
+        if self.strategy is not None:
+            # What fit() does first under a strategy (Keras 3's TF trainer, _maybe_symbolic_build): create
+            # the metric variables now, under the scope, since the compiled step may not create any.
+            self.model._symbolic_build(data_batch=(tf.zeros((1, *INPUT_SHAPE)), tf.zeros((1,), tf.int32)))
         self.model.make_train_function()
 
+    def _batches(self, xs, ys, repeat=False):
+        """fit's data path: an iterator over the batches; under a strategy, split among the replicas."""
+        if self.strategy is not None:
+            return distribute.distributed_batches(self.strategy, xs, ys, repeat=repeat)
+        dataset = tf.data.Dataset.from_tensor_slices((xs, ys))
+        return iter(dataset.repeat() if repeat else dataset)
+
     def steps(self, xs, ys):
-        iterator = iter(tf.data.Dataset.from_tensor_slices((xs, ys)))
+        iterator = self._batches(xs, ys)
         logs = None
         for _ in range(0, int(xs.shape[0]), self.config.steps_per_call):
             logs = self.model.train_function(iterator)  # K steps per call
@@ -98,7 +132,7 @@ class KerasFit(Trainer):
         # fit's own data path: batches pulled from a repeated tf.data iterator.
         xs = tf.concat(list(xs_calls), axis=0)
         ys = tf.concat(list(ys_calls), axis=0)
-        iterator = iter(tf.data.Dataset.from_tensor_slices((xs, ys)).repeat())
+        iterator = self._batches(xs, ys, repeat=True)
         train_function = self.model.train_function
 
         def call():

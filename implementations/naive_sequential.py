@@ -14,6 +14,11 @@ loss is softmax cross-entropy on them (the book applies a softmax, then a
 cross-entropy: the same function, less stable); with an optimizer other than
 SGD, a ``keras.optimizers`` instance does the update, as the book suggests.
 Dense layers only: the book builds no convolution, so ``cnn`` is unsupported.
+
+Under a ``tf.distribute`` strategy there is no optimizer to all-reduce the
+gradients when plain SGD is used: :meth:`NaiveSequentialTrainer.replica_step`
+sums them across replicas itself (``ReplicaContext.all_reduce``), and every
+replica then subtracts the same update from its copy of the weights.
 """
 
 from __future__ import annotations
@@ -68,12 +73,12 @@ class NaiveSequentialTrainer(LoopTrainer):
     source = "Deep Learning with Python ch. 2"
 
     @classmethod
-    def unsupported(cls, workload, mode):
+    def unsupported(cls, workload, mode, strategy="none", steps_per_call=1):
         others = sorted({type(s).__name__ for s in workload.layers if not isinstance(s, (Dense, Flatten))})
         if others:
             return (f"NaiveSequential has dense layers only (Deep Learning with Python ch. 2 builds no "
                     f"{', '.join(others)})")
-        return None
+        return super().unsupported(workload, mode, strategy, steps_per_call)
 
     def _build(self, weights):
         dense_specs = [s for s in self.workload.layers if isinstance(s, Dense)]
@@ -97,6 +102,21 @@ class NaiveSequentialTrainer(LoopTrainer):
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         gradients = tape.gradient(loss, self.model.weights)
         if self.optimizer is None:
+            update_weights(gradients, self.model.weights, self.learning_rate)
+        else:
+            self.optimizer.apply_gradients(zip(gradients, self.model.weights))
+        return loss, logits
+
+    def replica_step(self, x, y):
+        with tf.GradientTape() as tape:
+            logits = self.forward(x)
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+            loss = tf.nn.compute_average_loss(per_example)  # this replica's sum / the global batch
+        gradients = tape.gradient(loss, self.model.weights)
+        if self.optimizer is None:
+            # The book's update by hand: first sum the replicas' gradients (what an optimizer would do),
+            # which makes them the gradients of the mean over the global batch, the same on every replica.
+            gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
             update_weights(gradients, self.model.weights, self.learning_rate)
         else:
             self.optimizer.apply_gradients(zip(gradients, self.model.weights))

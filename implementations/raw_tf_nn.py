@@ -8,6 +8,12 @@ forward pass is written op by op, the loss is
 ``tf.nn.softmax_cross_entropy_with_logits`` on one-hot labels, and only the
 optimizer comes from ``keras.optimizers``. Use it to see what the layers do,
 or when you need an op no layer offers.
+
+Under a ``tf.distribute`` strategy the ``tf.Variable``s are created under
+``strategy.scope()`` (so each becomes a variable mirrored on every replica),
+and :meth:`RawTfNn.replica_step` divides its summed cross-entropy by the
+*global* batch with ``tf.nn.compute_average_loss``: the optimizer sums the
+replicas' gradients.
 """
 
 from __future__ import annotations
@@ -25,11 +31,11 @@ class RawTfNn(LoopTrainer):
     source = '"Do it! 딥러닝 입문" ch. 8-4 (ConvolutionNetwork); a raw tf.Variable MLP blog post'
 
     @classmethod
-    def unsupported(cls, workload, mode):
+    def unsupported(cls, workload, mode, strategy="none", steps_per_call=1):
         if workload.has(BatchNorm):
             return ("batch normalization's moving statistics are not part of the raw tf.nn tutorials; "
                     "use custom_tape or keras_fit for this network")
-        return None
+        return super().unsupported(workload, mode, strategy, steps_per_call)
 
     def _build(self, weights):
         specs = self.workload.param_specs()
@@ -65,6 +71,17 @@ class RawTfNn(LoopTrainer):
             # The tutorial's loss: softmax cross-entropy against one-hot labels, averaged.
             loss = tf.reduce_mean(
                 tf.nn.softmax_cross_entropy_with_logits(labels=tf.one_hot(y, NUM_CLASSES), logits=logits))
+        grads = tape.gradient(loss, self.params)
+        self.optimizer.apply_gradients(zip(grads, self.params))
+        return loss, logits
+
+    def replica_step(self, x, y):
+        with tf.GradientTape() as tape:
+            logits = self.forward(x)
+            per_example = tf.nn.softmax_cross_entropy_with_logits(labels=tf.one_hot(y, NUM_CLASSES), logits=logits)
+            # Summed over this replica's slice, divided by the global batch: the optimizer adds up the
+            # replicas' gradients, which is then the gradient of the mean over the global batch.
+            loss = tf.nn.compute_average_loss(per_example)
         grads = tape.gradient(loss, self.params)
         self.optimizer.apply_gradients(zip(grads, self.params))
         return loss, logits

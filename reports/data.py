@@ -3,7 +3,8 @@
 Columns of :func:`load_results` (NaN / None where a record does not have the value):
 
 * record keys: ``id``, ``kind``, ``approach``, ``workload``, ``mode``, ``steps_per_call``, ``device``,
-  ``batch_size``, ``dataset``, ``variant``, ``status``, ``reason``, ``started``, ``duration_s``;
+  ``batch_size``, ``dataset``, ``variant``, ``strategy``, ``replicas`` ("none" and 1 in files written before
+  strategies existed), ``status``, ``reason``, ``started``, ``duration_s``;
 * the step-time summary (seconds per optimizer step): ``step_time_median_s``, ``step_time_p10_s``,
   ``step_time_p90_s``, ``step_time_iqr_s``, ``step_time_mean_s``, ``step_time_stdev_s``, ``step_time_n``,
   ``step_time_samples`` (list);
@@ -41,7 +42,7 @@ KNOWN_WORKLOADS = ("mlp", "cnn")  # the benchmarked workloads of implementations
 MODES = ("eager", "function", "xla")
 
 RECORD_COLUMNS = ("id", "kind", "approach", "workload", "mode", "steps_per_call", "device", "batch_size",
-                  "dataset", "variant", "status", "reason", "started", "duration_s")
+                  "dataset", "variant", "strategy", "replicas", "status", "reason", "started", "duration_s")
 STEP_TIME_COLUMNS = ("step_time_median_s", "step_time_p10_s", "step_time_p90_s", "step_time_iqr_s",
                      "step_time_mean_s", "step_time_stdev_s", "step_time_n", "step_time_samples")
 METRIC_COLUMNS = ("noisy", "first_call_s", "throughput_sps", "speedup_vs_eager", "speedup_low", "speedup_high",
@@ -152,7 +153,7 @@ def load_results(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame["noisy"] = frame["noisy"].astype("boolean")
-    for column in ("steps_per_call", "batch_size"):
+    for column in ("steps_per_call", "batch_size", "replicas"):
         frame[column] = frame[column].astype("Int64")
     frame = (frame.sort_values("run_updated", kind="stable", na_position="first")
              .drop_duplicates(["run_id", "id"], keep="last").sort_index().reset_index(drop=True))

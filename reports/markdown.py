@@ -27,12 +27,13 @@ DASH = "—"
 # chart name -> section it is shown in; accuracy_curves_<workload> charts go with the accuracy section.
 CHART_SECTIONS = {"step_time": "step_time", "batch_size": "step_time", "speedup": "speedup",
                   "throughput": "throughput", "time_to_accuracy": "accuracy", "as_published": "as_published",
-                  "recipe_curves": "recipes"}
+                  "recipe_curves": "recipes", "scaling": "distributed"}
 CHART_TITLES = {"step_time": "Step time by approach and mode", "batch_size": "Throughput against batch size",
                 "speedup": "Speedup over eager", "throughput": "Throughput by device",
                 "time_to_accuracy": "Time to target accuracy",
                 "as_published": "Time per step and accuracy: as published, fixed, documented",
-                "recipe_curves": "Reproduced figure per epoch against the published one"}
+                "recipe_curves": "Reproduced figure per epoch against the published one",
+                "scaling": "Scaling efficiency against replicas"}
 
 
 # --- numbers ---------------------------------------------------------------------------------------------
@@ -537,6 +538,12 @@ def _noisy(frame: pd.DataFrame) -> list[str]:
     return out
 
 
+def _distributed(frame: pd.DataFrame) -> list[str]:
+    from tfbench.reports.distributed import section  # its own module; it uses this one's number formats
+
+    return section(frame)
+
+
 OPEN_SECTIONS = ("summary",)  # short: shown unfolded under the headline
 SECTIONS = (
     ("summary", "Summary", _summary),
@@ -550,6 +557,7 @@ SECTIONS = (
     ("accuracy", "Accuracy and time-to-accuracy", _accuracy),
     ("recipes", "Documented recipes", _recipes),
     ("as_published", "Tutorials as published", as_published_section),
+    ("distributed", "Scaling out with tf.distribute", _distributed),
     ("not_ok", "Unsupported, skipped and failed records", _not_ok),
     ("noisy", "Noisy measurements", _noisy),
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 from tfbench.reports.as_published import plot_as_published, plot_recipe_curves
 from tfbench.reports.breakdown import plot_breakdown
 from tfbench.reports.data import load_results, ok
+from tfbench.reports.distributed import plot_scaling
 from tfbench.reports.markdown import to_markdown
 from tfbench.reports.plots import (
     plot_accuracy_curves,
@@ -23,7 +24,7 @@ FIGURES = "figures"  # the charts' folder, beside REPORT.md
 # chart name -> plot function; the file is figures/<name>.png.
 CHARTS = {"step_time": plot_step_time, "batch_size": plot_batch_size, "speedup": plot_speedup,
           "throughput": plot_throughput, "time_to_accuracy": plot_time_to_accuracy,
-          "recipe_curves": plot_recipe_curves, "as_published": plot_as_published}
+          "recipe_curves": plot_recipe_curves, "as_published": plot_as_published, "scaling": plot_scaling}
 
 
 def write_report(paths: str | Path | Iterable[str | Path], out_dir: str | Path) -> Path:

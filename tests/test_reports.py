@@ -41,6 +41,7 @@ CPU_MACHINE, GPU_MACHINE = "3f9a1c0b2d4e", "b7e2041c9a55"  # environment.machine
 SECTIONS = ["The answer in one screen", "Summary", "Environment", "Step time", "Speedup over eager",
             "Throughput by device", "Roofline", "Where the time goes",
             "Input pipeline", "Accuracy and time-to-accuracy", "Documented recipes", "Tutorials as published",
+            "Scaling out with tf.distribute",
             "Unsupported, skipped and failed records", "Noisy measurements"]
 # Every chart the fixtures give data for, with its size in pixels.
 CHART_SIZES = {"step_time.png": (1000, 500), "speedup.png": (1000, 500), "throughput.png": (1000, 500),

@@ -5,14 +5,24 @@
 * :mod:`.input_pipeline`: one step fed four ways, from device-resident tensors to the tutorials' NumPy slicing;
 * :mod:`.accuracy`: each approach trained on the real dataset, with time-to-accuracy;
 * :mod:`.recipe`: the tutorials' documented recipes, beside the figures they report;
-* :mod:`.as_published`: each tutorial's own loop as published, against its recipe done well.
+* :mod:`.as_published`: each tutorial's own loop as published, against its recipe done well;
+* :mod:`.distributed`: every approach under a ``tf.distribute`` strategy at 1, 2, 4... replicas (only when
+  the run names a strategy).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from tfbench.benchmarks.stages import accuracy, as_published, breakdown, input_pipeline, recipe, step_time
+from tfbench.benchmarks.stages import (
+    accuracy,
+    as_published,
+    breakdown,
+    distributed,
+    input_pipeline,
+    recipe,
+    step_time,
+)
 
 STAGES: dict[str, ModuleType] = {stage.KIND: stage for stage in (step_time, breakdown, input_pipeline, accuracy,
-                                                                  recipe, as_published)}
+                                                                  recipe, as_published, distributed)}
