@@ -206,7 +206,7 @@ def test_loopback_clusters_get_a_valid_tf_config_per_worker():
 def test_records_without_a_strategy_read_as_one_device_and_keep_their_id():
     old = {"kind": "step_time", "approach": "custom_tape", "workload": "mlp", "mode": "function",
            "steps_per_call": 1, "device": "cpu", "batch_size": 32, "dataset": "synthetic", "variant": "",
-           "status": "ok", "reason": None, "metrics": {}}
+           "status": "ok", "reason": None, "metrics": {"step_time_s": {"median": 0.001}}}
     old_id = "step_time/custom_tape/mlp/function/k1/cpu/b32/synthetic/"
     document = validate({"schema_version": 1, "environment": {}, "records": [dict(old, id=old_id)]})
     record = document["records"][0]
