@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from tabulate import tabulate
 
-from tfbench.reports.data import ok, ordered
+from tfbench.reports.data import missing, ok, ordered
 
 CATEGORIES = ("conv", "pool", "matmul", "elementwise", "optimizer", "copies", "rest")
 LABELS = {"conv": "conv", "pool": "pooling", "matmul": "matmul", "elementwise": "element-wise",
@@ -34,12 +34,8 @@ INTRO = (
 )
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
-
-
 def _ms(seconds: float) -> str:
-    if _missing(seconds):
+    if missing(seconds):
         return "—"
     value = seconds * 1e3
     if value == 0:
@@ -79,7 +75,7 @@ def gaps(group: pd.DataFrame) -> list[dict]:
             differences = {c: r[f"breakdown_s_{c}"] - fastest[f"breakdown_s_{c}"] for c in CATEGORIES}
             found.append({"approach": r["approach"], "mode": mode, "fastest": fastest["approach"], "ratio": ratio,
                           "gap_s": r["profiled_step_s"] - fastest["profiled_step_s"], "differences": differences,
-                          "known_cost": None if _missing(r.get("known_cost")) else r.get("known_cost")})
+                          "known_cost": None if missing(r.get("known_cost")) else r.get("known_cost")})
     return found
 
 

@@ -29,6 +29,7 @@ Columns of :func:`load_results` (NaN / None where a record does not have the val
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -161,6 +162,11 @@ def load_results(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
 
 # --- what the report shows ------------------------------------------------------------------------------
+
+
+def missing(value) -> bool:
+    """No value: None, NaN or pandas' NA (a metric an older or partial record does not have)."""
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
 def latest(frame: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from tfbench.benchmarks.results import NOISY_IQR_FRACTION
 from tfbench.reports.as_published import recipe_epochs, recipe_figure, recipe_full_length
 from tfbench.reports.as_published import section as as_published_section
 from tfbench.reports.breakdown import breakdown_section
-from tfbench.reports.data import approach_rank, latest, mode_rank, ok, ordered, sort_key
+from tfbench.reports.data import approach_rank, latest, missing, mode_rank, ok, ordered, sort_key
 from tfbench.reports.headline import folded, headline
 from tfbench.reports.memory import memory_lines
 from tfbench.reports.roofline import has_floor, model_lines, roofline_cell
@@ -39,13 +39,9 @@ CHART_TITLES = {"step_time": "Step time by approach and mode", "batch_size": "Th
 # --- numbers ---------------------------------------------------------------------------------------------
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
-
-
 def sig(value: float, figures: int = 3) -> str:
     """``value`` to ``figures`` significant figures, without exponent: 1.2345 -> "1.23", 21333 -> "21,300"."""
-    if _missing(value):
+    if missing(value):
         return DASH
     if value == 0:
         return "0"
@@ -55,23 +51,23 @@ def sig(value: float, figures: int = 3) -> str:
 
 
 def ms(seconds: float) -> str:
-    return DASH if _missing(seconds) else f"{sig(seconds * 1e3)} ms"
+    return DASH if missing(seconds) else f"{sig(seconds * 1e3)} ms"
 
 
 def secs(seconds: float) -> str:
-    return DASH if _missing(seconds) else f"{sig(seconds)} s"
+    return DASH if missing(seconds) else f"{sig(seconds)} s"
 
 
 def times(ratio: float) -> str:
-    return DASH if _missing(ratio) else f"{ratio:.2f}x"
+    return DASH if missing(ratio) else f"{ratio:.2f}x"
 
 
 def accuracy(value: float) -> str:
-    return DASH if _missing(value) else f"{value:.4f}"
+    return DASH if missing(value) else f"{value:.4f}"
 
 
 def percent(fraction: float) -> str:
-    if _missing(fraction):
+    if missing(fraction):
         return DASH
     value = fraction * 100
     return f"{value:.1f}%" if abs(value) >= 0.1 or value == 0 else f"{sig(value, 2)}%"
@@ -79,7 +75,7 @@ def percent(fraction: float) -> str:
 
 def _text(value) -> str:
     """A cell: no line breaks, and pipes escaped so they do not split the Markdown table."""
-    return DASH if _missing(value) or value == "" else " ".join(str(value).split()).replace("|", "\\|")
+    return DASH if missing(value) or value == "" else " ".join(str(value).split()).replace("|", "\\|")
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -91,7 +87,7 @@ def _k(k) -> str:
 
 
 def _int(value) -> str:
-    return DASH if _missing(value) else str(int(value))
+    return DASH if missing(value) else str(int(value))
 
 
 # --- tables of approach x mode ---------------------------------------------------------------------------
@@ -122,16 +118,16 @@ def _grid(frame: pd.DataFrame, cell: Callable[[pd.Series], str],
 
 
 def _step_time_cell(record: pd.Series) -> str:
-    mark = NOISY_MARK if not _missing(record["noisy"]) and record["noisy"] else ""
+    mark = NOISY_MARK if not missing(record["noisy"]) and record["noisy"] else ""
     return (f"{ms(record['step_time_median_s'])}{mark} "
             f"({sig(record['step_time_p10_s'] * 1e3)}–{sig(record['step_time_p90_s'] * 1e3)})")
 
 
 def _speedup_cell(record: pd.Series) -> str:
-    if _missing(record["speedup_vs_eager"]):
+    if missing(record["speedup_vs_eager"]):
         return DASH
     interval = ""
-    if not _missing(record["speedup_low"]) and not _missing(record["speedup_high"]):
+    if not missing(record["speedup_low"]) and not missing(record["speedup_high"]):
         interval = f" ({record['speedup_low']:.2f}–{record['speedup_high']:.2f})"
     return times(record["speedup_vs_eager"]) + interval
 
@@ -263,7 +259,7 @@ def _environment(frame: pd.DataFrame) -> list[str]:
         fields = [
             ("Machine", first["machine"]), ("Run", run_id), ("Results file", first["source_file"]),
             ("Date", first["run_created"]),
-            ("Complete", DASH if _missing(first["run_complete"]) else "yes" if first["run_complete"]
+            ("Complete", DASH if missing(first["run_complete"]) else "yes" if first["run_complete"]
              else "no (interrupted run)"),
             ("Profile", first["profile"]), ("TensorFlow", first["env_tensorflow"]), ("Keras", first["env_keras"]),
             ("Python", first["env_python"]), ("NumPy", first["env_numpy"]),
@@ -273,11 +269,11 @@ def _environment(frame: pd.DataFrame) -> list[str]:
             ("GPUs", _gpu_details(first.get("env_gpu_info")) or first["env_gpus"] or "none"),
             ("Threads", threads), ("Git commit", first["env_git_commit"]),
             ("TF build", ", ".join(f"{c.removeprefix('env_tf_build_info_')} {first[c]}" for c in build
-                                   if not _missing(first[c]))),
+                                   if not missing(first[c]))),
             ("Devices", "; ".join(f"{d['device']}: {_text(d['device_description'])}" for _, d in devices.iterrows())),
         ]
         hardware = ", ".join(str(v) for v in (first["env_cpu_model"], first["env_gpus"])
-                             if not _missing(v) and v and v != first["machine"])
+                             if not missing(v) and v and v != first["machine"])
         heading = f"### {first['machine']}" + (f": {hardware}" if hardware else "")
         out += [heading, "", _table(["", "Value"], [[k, _text(v)] for k, v in fields]), ""]
     return out[:-1]
@@ -471,7 +467,7 @@ def _accuracy(frame: pd.DataFrame) -> list[str]:
     rows = []
     for _, r in accuracies.iterrows():
         reached = "yes" if r["test_accuracy"] >= r["target_accuracy"] else "no"
-        tta = "not reached" if _missing(r["time_to_accuracy_s"]) else secs(r["time_to_accuracy_s"])
+        tta = "not reached" if missing(r["time_to_accuracy_s"]) else secs(r["time_to_accuracy_s"])
         rows.append([r["workload"], r["approach"], r["mode"], r["device_label"], r["dataset"],
                      accuracy(r["test_accuracy"]), accuracy(r["target_accuracy"]), reached, tta,
                      _int(r["epochs"])])
@@ -489,9 +485,9 @@ def _recipes(frame: pd.DataFrame) -> list[str]:
     for _, r in recipes.iterrows():
         capped = recipe_full_length(r) is False
         figure = recipe_figure(r)
-        both = not capped and not _missing(r["documented_accuracy"]) and not _missing(figure)
+        both = not capped and not missing(r["documented_accuracy"]) and not missing(figure)
         difference = f"{figure - r['documented_accuracy']:+.4f}" if both else DASH
-        documented = accuracy(r["documented_accuracy"]) if not _missing(r["documented_accuracy"]) else "not reported"
+        documented = accuracy(r["documented_accuracy"]) if not missing(r["documented_accuracy"]) else "not reported"
         reproduced = f"capped: {accuracy(figure)}, not a reproduction" if capped else accuracy(figure)
         rows.append([r["variant"], _text(r["title"]), r["approach"], r["workload"], r["dataset"],
                      _text(r["documented_metric"]), recipe_epochs(r), documented, reproduced, difference])
@@ -501,7 +497,7 @@ def _recipes(frame: pd.DataFrame) -> list[str]:
            _table(["Recipe", "Title", "Approach", "Workload", "Dataset", "Metric", "Epochs", "Documented",
                    "Reproduced", "Difference"], rows)]
     notes = [f"- **{r['variant']}** ({_text(r['source'])}): {' '.join(str(r['notes']).split())}"
-             for _, r in recipes.iterrows() if not _missing(r["notes"]) and r["notes"]]
+             for _, r in recipes.iterrows() if not missing(r["notes"]) and r["notes"]]
     return out + (["", "Notes:", ""] + notes if notes else [])
 
 

@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 
-from tfbench.reports.data import ordered
+from tfbench.reports.data import missing, ordered
 
 MODEL = (
     "**The model.** A training step is the list of ops it must run (forward, loss, the weight gradients, the "
@@ -40,16 +40,12 @@ FLOP_CONVENTION = (
 )
 
 
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
-
-
 def _percent(fraction: float) -> str:
-    return "—" if _missing(fraction) else f"{fraction * 100:.1f}%"
+    return "—" if missing(fraction) else f"{fraction * 100:.1f}%"
 
 
 def _sig(value: float) -> str:
-    if _missing(value):
+    if missing(value):
         return "—"
     rounded = float(f"{value:.3g}")
     decimals = max(3 - 1 - math.floor(math.log10(abs(rounded))), 0) if rounded else 0
@@ -57,7 +53,7 @@ def _sig(value: float) -> str:
 
 
 def has_floor(record: pd.Series) -> bool:
-    return "fraction_of_floor" in record.index and not _missing(record["fraction_of_floor"])
+    return "fraction_of_floor" in record.index and not missing(record["fraction_of_floor"])
 
 
 def roofline_cell(record: pd.Series) -> str:
@@ -66,7 +62,7 @@ def roofline_cell(record: pd.Series) -> str:
     if has_floor(record):
         return (f"{_percent(record['fraction_of_floor'])} of floor ({record['binding_roof']}), "
                 f"MFU {_percent(record['mfu'])}")
-    if "roofline" in record.index and not _missing(record["roofline"]):
+    if "roofline" in record.index and not missing(record["roofline"]):
         return f"{_percent(record['roofline'])} of matmul peak (3x forward)"
     return "—"
 
@@ -91,7 +87,7 @@ def roofs_lines(step_times: pd.DataFrame) -> list[str]:
     lines = []
     for device, group in ordered(step_times).groupby("device_label", sort=False):
         description = group["device_description"].iloc[0]
-        name = f"{device}" + ("" if _missing(description) else f" ({description})")
+        name = f"{device}" + ("" if missing(description) else f" ({description})")
         measured = group.dropna(subset=["roofs_peak_gflops"]) if "roofs_peak_gflops" in group else group.iloc[:0]
         if not measured.empty:
             bandwidth = ", ".join(f"{_size(size)} {_span(measured[column])}"
@@ -100,7 +96,7 @@ def roofs_lines(step_times: pd.DataFrame) -> list[str]:
                          f"bandwidth (GB/s) at {bandwidth} (the range over its step-time groups)")
         older = group[group["roofs_peak_gflops"].isna()] if "roofs_peak_gflops" in group else group
         for _, run in older.drop_duplicates("run_id").dropna(subset=["device_peak_gflops"]).iterrows():
-            size = "" if _missing(run["device_peak_size"]) else f" at {int(run['device_peak_size'])}³"
+            size = "" if missing(run["device_peak_size"]) else f" at {int(run['device_peak_size'])}³"
             lines.append(f"- {name}, older records: matmul peak {_sig(run['device_peak_gflops'])} GFLOP/s{size}, "
                          "measured once at the start of the run")
     return lines
@@ -111,7 +107,7 @@ def model_lines(step_times: pd.DataFrame) -> list[str]:
     flops = ordered(step_times.drop_duplicates(["workload", "flops_per_sample"]))
     per_workload = ", ".join(f"{r['workload']} {_sig(r['flops_per_sample'] / 1e6)} MFLOP"
                              + ("" if has_floor(r) else " (3x forward, older records)")
-                             for _, r in flops.iterrows() if not _missing(r["flops_per_sample"]))
+                             for _, r in flops.iterrows() if not missing(r["flops_per_sample"]))
     out = [MODEL, "", "Roofs:", "", *roofs_lines(step_times), ""]
     if per_workload:
         out += [f"FLOPs per training sample: {per_workload}. {FLOP_CONVENTION}", ""]

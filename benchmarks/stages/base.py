@@ -77,6 +77,18 @@ def unsupported(stubs: list[dict], reason: str) -> list[dict]:
     return [{**s, "status": "unsupported", "reason": reason} for s in stubs]
 
 
+def split_supported(stubs: list[dict], reason_of: Callable[[dict], str | None]) -> tuple[list[dict], dict]:
+    """(the ``unsupported`` records of the stubs that cannot run, with their reason; the others by id)."""
+    records, runnable = [], {}
+    for stub in stubs:
+        reason = reason_of(stub)
+        if reason:
+            records.append({**stub, "status": "unsupported", "reason": reason})
+        else:
+            runnable[stub["id"]] = stub
+    return records, runnable
+
+
 def failure(error: BaseException) -> str:
     """A record's failure reason: the exception's type and the first line of its message."""
     message = str(error).strip()

@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from tfbench.benchmarks.results import is_noisy, summarize
-from tfbench.benchmarks.stages.base import Context, Job, failure
+from tfbench.benchmarks.stages.base import Context, Job, failure, split_supported
 from tfbench.errors import UsageError
 
 KIND = "distributed"
@@ -106,15 +106,9 @@ def run(context: Context, job: Job) -> list[dict]:
     workload = get_workload(job.params["workload"])
     batch_size = job.params["batch_size"]
     sync = lambda: dev.synchronize(device, tf)  # noqa: E731
-    records, timed, metas = [], {}, {}
-    for stub in job.stubs:
-        reason = (get_approach(stub["approach"]).unsupported(workload, stub["mode"], stub["strategy"],
-                                                             stub["steps_per_call"])
-                  or device.unsupported_reason(stub["mode"]))
-        if reason:
-            records.append({**stub, "status": "unsupported", "reason": reason})
-        else:
-            metas[stub["id"]] = stub
+    timed = {}
+    records, metas = split_supported(job.stubs, lambda stub: get_approach(stub["approach"]).unsupported(
+        workload, stub["mode"], stub["strategy"], stub["steps_per_call"]) or device.unsupported_reason(stub["mode"]))
     if not metas:
         return records
     max_k = max(s["steps_per_call"] for s in metas.values())

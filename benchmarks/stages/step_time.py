@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from tfbench.benchmarks.results import is_noisy, summarize
-from tfbench.benchmarks.stages.base import Context, Job, failure
+from tfbench.benchmarks.stages.base import Context, Job, failure, split_supported
 
 KIND = "step_time"
 REFERENCE = "reference"  # the reference kernel's key among a group's timed configurations
@@ -103,14 +103,9 @@ def run(context: Context, job: Job) -> list[dict]:
     workload = get_workload(job.params["workload"])
     batch_size = job.params["batch_size"]
     sync = lambda: dev.synchronize(device, tf)  # noqa: E731
-    records, timed, metas, peak_memory, memory_windows = [], {}, {}, {}, {}
-    for stub in job.stubs:
-        approach = get_approach(stub["approach"])
-        reason = approach.unsupported(workload, stub["mode"]) or device.unsupported_reason(stub["mode"])
-        if reason:
-            records.append({**stub, "status": "unsupported", "reason": reason})
-        else:
-            metas[stub["id"]] = stub
+    timed, peak_memory, memory_windows = {}, {}, {}
+    records, metas = split_supported(job.stubs, lambda stub: get_approach(stub["approach"]).unsupported(
+        workload, stub["mode"]) or device.unsupported_reason(stub["mode"]))
     if not metas:
         return records
     batches = bank_size(batch_size, max(s["steps_per_call"] for s in metas.values()))
