@@ -62,10 +62,11 @@ def recipe_figure(record: pd.Series) -> float | None:
 
 def joined(frame: pd.DataFrame) -> pd.DataFrame:
     """The ok ``as_published`` records, each with its recipe record's ``fixed_*`` columns (same machine)."""
-    published = ok(frame, "as_published")
+    # Oldest run first, so that "the last" of a recipe's records is its newest run's, whatever the file names.
+    published = ok(frame, "as_published").sort_values("run_updated", kind="stable")
     if published.empty:
         return published
-    recipes = ok(frame, "recipe")
+    recipes = ok(frame, "recipe").sort_values("run_updated", kind="stable")
     rows = []
     for _, row in published.iterrows():
         same = recipes[(recipes["variant"] == row["variant"]) & (recipes["machine"] == row["machine"])]
@@ -179,7 +180,7 @@ def plot_as_published(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame | N
 
 def plot_recipe_curves(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame | None:
     """Per recipe with a published per-epoch figure: the reproduced curve(s) against the published one."""
-    recipes = ok(frame, "recipe")
+    recipes = ok(frame, "recipe").sort_values("run_updated", kind="stable")  # newest run last
     if recipes.empty or "documented_curve" not in recipes:
         return None
     recipes = recipes[recipes["documented_curve"].map(lambda c: isinstance(c, list) and len(c) > 0)]

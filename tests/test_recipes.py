@@ -366,3 +366,26 @@ def test_as_published_table_compares_only_full_length_runs_with_the_documented_f
     assert cells[9:] == ["0.8123", fixed, "0.8100 (epoch 3)"] and "capped," not in table
     noisy = markdown.split("## Noisy measurements")[1]
     assert "dlwp_naive_sequential: median 40.0 ms, IQR 20.0 ms (50.0% of the median, n=10)" in noisy
+
+
+def test_a_recipe_measured_in_two_runs_joins_its_newest_run_whatever_the_file_names(tmp_path):
+    """The newest full-length recipe run, not the last file read (an older capped quick run), is the fixed figure."""
+    from tfbench.reports.as_published import joined
+    from tfbench.reports.data import load_results
+
+    new = fixture_document()
+    recipe = next(r for r in new["records"] if r["variant"] == "dlwp_naive_sequential")
+    recipe["metrics"].update(full_length=True, reproduced_accuracy=0.8158)
+    new["records"].append({**{k: recipe[k] for k in ("approach", "workload", "device", "dataset", "batch_size")},
+                           "id": "as_published/x", "kind": "as_published", "mode": "eager", "steps_per_call": 1,
+                           "variant": "dlwp_naive_sequential", "status": "ok", "reason": None,
+                           "metrics": {"published_accuracy": 0.8194, "published_full_length": True}})
+    old = json.loads(json.dumps(new))
+    old["run_id"], old["updated"] = "older-run", "2020-01-01T00:00:00+00:00"
+    old["records"] = [r for r in old["records"] if r["kind"] == "recipe"]
+    next(r for r in old["records"] if r["variant"] == "dlwp_naive_sequential")["metrics"].update(
+        full_length=False, reproduced_accuracy=None, final_accuracy=0.79)
+    # "a-new.json" sorts before "z-old.json": file order alone would pick the old capped record.
+    frame = load_results([write_results(tmp_path / "a-new.json", new), write_results(tmp_path / "z-old.json", old)])
+    row = joined(frame).iloc[-1]
+    assert (row["fixed_accuracy"], row["fixed_full_length"]) == (0.8158, True)
