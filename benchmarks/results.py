@@ -82,7 +82,8 @@ Roofline, memory and breakdown metrics (name, unit: meaning):
   ``binding_roof``, "compute" | "memory": the larger part; ``fraction_of_floor``, ratio: floor / median
   step time (at most 1 if the model holds); ``floor_unavailable``, text: why a workload has no floor;
 * ``mfu``, ratio: model FLOPs utilisation, exact matmul/convolution FLOPs per second over the peak;
-* ``roofline_fraction``, ratio: older records only (3 x forward FLOPs over a peak measured once a run);
+* ``roofline_fraction``, ratio: older records only (exact FLOPs over a peak measured once a run; records
+  written with 3 x forward FLOPs are recounted by :func:`recount_flops`);
 * ``peak_memory_bytes``, bytes: the record's own peak, the device allocator's high-water mark during its
   build, first call and warm-up above what was held before it (the process's resident memory where
   the allocator keeps no statistics); ``harness_preplaced_bytes``, bytes: the batches the harness
@@ -383,7 +384,30 @@ def load(path: str | Path) -> dict:
     except json.JSONDecodeError as error:
         raise ResultsError(f"{path}: not valid JSON (line {error.lineno}: {error.msg}); "
                            "the file is corrupt or truncated") from None
-    return validate(document, str(path))
+    return recount_flops(validate(document, str(path)))
+
+
+def recount_flops(document: dict) -> dict:
+    """Records written under the "3 x forward" FLOP convention, recounted with the exact FLOPs.
+
+    That convention counted the first layer's input gradient, which no step computes, so its MLP records at
+    large batches read above 100% of the matmul peak: an error in the count, not a result. A record holds its
+    own ``flops_per_sample``; where it is its workload's 3 x forward figure, it and the figures derived from it
+    (``achieved_gflops``, ``roofline_fraction``) are scaled to the exact count. Measured values are untouched.
+    """
+    from tfbench.implementations.workloads import WORKLOADS
+
+    for record in document["records"]:
+        metrics = record.get("metrics") or {}
+        workload = WORKLOADS.get(record.get("workload"))
+        if workload is None or metrics.get("flops_per_sample") != 6 * workload.forward_macs():
+            continue
+        scale = workload.flops_per_sample / metrics["flops_per_sample"]
+        metrics["flops_per_sample"] = workload.flops_per_sample
+        for name in ("achieved_gflops", "roofline_fraction"):
+            if isinstance(metrics.get(name), (int, float)):
+                metrics[name] *= scale
+    return document
 
 
 class ResultsFile:

@@ -376,7 +376,7 @@ def _throughput(frame: pd.DataFrame) -> list[str]:
 
 
 def roofline_fractions(step_times: pd.DataFrame) -> pd.Series:
-    """Older records' stored fraction of the run's matmul peak (3 x forward FLOPs); NaN for a record measured
+    """Older records' fraction of the run's matmul peak (exact FLOPs, recounted on load); NaN for a record measured
     with the roofline model, whose figures are its floor and MFU (:mod:`tfbench.reports.roofline`)."""
     return step_times["roofline_fraction"].astype(float)
 

@@ -3,7 +3,7 @@
 Pure functions of the results DataFrame (no TensorFlow). A step-time record measured with the roofline
 model carries ``floor_s``, ``fraction_of_floor``, ``binding_roof`` and ``mfu`` and its group's roofs
 (``roofs_peak_gflops``, ``roofs_bandwidth_gbs_<bytes>``); an older record carries only
-``roofline_fraction``, against a peak measured once a run and "3 x forward" FLOPs, and is shown as such.
+``roofline_fraction``, against a peak measured once a run (its 3 x forward FLOPs recounted exactly on load).
 """
 
 from __future__ import annotations
@@ -58,12 +58,12 @@ def has_floor(record: pd.Series) -> bool:
 
 def roofline_cell(record: pd.Series) -> str:
     """One record's place under its roofs: "41.2% of floor (memory), MFU 12.0%"; an older record's fraction of
-    the run's matmul peak with the 3 x forward FLOPs, named as such."""
+    the run's matmul peak (exact FLOPs: ``results.recount_flops`` recounts 3 x forward records)."""
     if has_floor(record):
         return (f"{_percent(record['fraction_of_floor'])} of floor ({record['binding_roof']}), "
                 f"MFU {_percent(record['mfu'])}")
     if "roofline" in record.index and not missing(record["roofline"]):
-        return f"{_percent(record['roofline'])} of matmul peak (3x forward)"
+        return f"{_percent(record['roofline'])} of the run's matmul peak"
     return "—"
 
 
@@ -106,7 +106,6 @@ def model_lines(step_times: pd.DataFrame) -> list[str]:
     """The roofline section's opening: the model, the roofs per device, the FLOPs per sample."""
     flops = ordered(step_times.drop_duplicates(["workload", "flops_per_sample"]))
     per_workload = ", ".join(f"{r['workload']} {_sig(r['flops_per_sample'] / 1e6)} MFLOP"
-                             + ("" if has_floor(r) else " (3x forward, older records)")
                              for _, r in flops.iterrows() if not missing(r["flops_per_sample"]))
     out = [MODEL, "", "Roofs:", "", *roofs_lines(step_times), ""]
     if per_workload:

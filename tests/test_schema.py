@@ -174,3 +174,32 @@ def test_the_as_published_stage_writes_only_declared_metrics(tmp_path, monkeypat
     document = load(path)
     assert {r["kind"] for r in document["records"]} == {"as_published"}
     assert any(r["status"] == "ok" and "published_accuracy" in r["metrics"] for r in document["records"])
+
+
+def test_records_counted_3_x_forward_are_recounted_exactly_and_no_committed_figure_exceeds_its_limit(tmp_path):
+    """The 3 x forward convention counted an input gradient no step computes: mlp b1024 read 101-108% of the
+    matmul peak. Loading recounts such a record with the exact FLOPs, and every committed figure is <= 100%."""
+    import json
+
+    from tfbench.benchmarks.results import load
+    from tfbench.implementations.workloads import get_workload
+
+    mlp = get_workload("mlp")
+    old = 6 * mlp.forward_macs()
+    document = load(REPO / "tests" / "fixtures" / "results_cpu.json")
+    record = next(r for r in document["records"] if r["kind"] == "step_time" and r["workload"] == "mlp"
+                  and r["status"] == "ok")
+    record["metrics"].update(flops_per_sample=old, roofline_fraction=1.05, achieved_gflops=210.0)
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(document))
+    metrics = next(r for r in load(path)["records"] if r["id"] == record["id"])["metrics"]
+    scale = mlp.flops_per_sample / old
+    assert metrics["flops_per_sample"] == mlp.flops_per_sample
+    assert metrics["roofline_fraction"] == pytest.approx(1.05 * scale) and metrics["roofline_fraction"] < 1
+    assert metrics["achieved_gflops"] == pytest.approx(210.0 * scale)
+    for committed in sorted((REPO / "reports" / "results").glob("*.json")):
+        raw = json.loads(committed.read_text())  # as stored, not as recounted
+        for r in raw["records"]:
+            for name in ("roofline_fraction", "fraction_of_floor", "mfu"):
+                value = (r.get("metrics") or {}).get(name)
+                assert value is None or value <= 1, (committed.name, r["id"], name, value)
