@@ -23,6 +23,15 @@ def assert_one_line_error(code, err, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.parametrize("command", ["list", "train", "run", "report", "compare", "ab", "calibrate-gate"])
+def test_every_subcommand_prints_its_help(capsys, command):
+    # argparse %-formats help texts: a bare "%" in one (a planted change's "10 %") broke --help with a traceback
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: tfbench {command}")
+
+
 def test_list_shows_the_five_approaches_and_why_some_combinations_are_unsupported(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0

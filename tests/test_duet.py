@@ -197,7 +197,8 @@ def test_the_alternate_schedule_treats_the_records_failed_status_as_a_completed_
         return ProcessResult(RECORDS_FAILED_STATUS if side == "B" else 0, "1 record FAILED")
 
     lines = []
-    result = run_ab(repo, "base", "base", rounds=5, out_dir=tmp_path / "out", runner=runner, log=lines.append)
+    result = run_ab(repo, "base", "base", rounds=5, schedule="alternate",
+                    out_dir=tmp_path / "out", runner=runner, log=lines.append)
     assert [row.status for row in result.rows] == ["broken"]
     assert "B round 1/5" in lines[1] and "(1 record failed)" in lines[1]
 
@@ -205,7 +206,8 @@ def test_the_alternate_schedule_treats_the_records_failed_status_as_a_completed_
         return ProcessResult(RECORDS_FAILED_STATUS, "Traceback: crashed")
 
     with pytest.raises(ProcessFailed, match="exited with status 3"):
-        run_ab(repo, "base", "base", rounds=5, out_dir=tmp_path / "out2", runner=incomplete, log=lambda _: None)
+        run_ab(repo, "base", "base", rounds=5, schedule="alternate",
+               out_dir=tmp_path / "out2", runner=incomplete, log=lambda _: None)
 
 
 # --- falling back to the alternate schedule ---------------------------------------------------------------
@@ -344,9 +346,12 @@ def test_calibration_pairs_each_condition_with_a_no_change_process_on_swapped_co
     assert len(seconds) == 4
     names = sorted(path.name for path in (tmp_path / "out").glob("duet-*.json"))
     assert names[:2] == ["duet-slowdown0-001-a.json", "duet-slowdown0-001-b.json"]
-    cpus = [load(tmp_path / "out" / name)["config"]["cpus"] for name in
-            ("duet-slowdown0-001-a.json", "duet-slowdown0.5-001-a.json", "duet-slowdown0-002-a.json")]
-    assert cpus == [[cores[0]], [cores[1]], [cores[0]]]  # the no-change side swaps cores from pair to pair
+    def cpus(condition):
+        return [load(tmp_path / "out" / f"duet-{condition}-{index:03d}-{side}.json")["config"]["cpus"]
+                for index in (1, 2) for side in "ab"]
+
+    # each condition's pairs swap cores from one pair to the next, whatever the number of conditions
+    assert cpus("slowdown0") == cpus("slowdown0.5") == [[cores[0]], [cores[1]], [cores[1]], [cores[0]]]
     reused, reused_seconds, schedule = load_pools(tmp_path / "out")
     assert schedule == "duet" and reused_seconds == seconds
     assert {condition: len(pairs) for condition, pairs in reused.items()} == {NULL: 2, Condition(0.5): 2}

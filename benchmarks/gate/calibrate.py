@@ -69,6 +69,7 @@ from tfbench.benchmarks.gate.ab import (
 from tfbench.benchmarks.gate.ab import subprocess_runner as default_runner
 from tfbench.benchmarks.gate.compare import (
     DEFAULT_ALPHA,
+    DEFAULT_THRESHOLD,
     FAILING_STATUSES,
     add_decision_options,
     compare_documents,
@@ -269,11 +270,12 @@ def collect_pairs(processes: int, conditions: Sequence[Condition], *, run_args: 
     pools: PairPools = {condition: [] for condition in conditions}
     seconds: list[float] = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    pair_number = 0
     for index in range(1, processes + 1):
         for condition in conditions:
-            pair_number += 1
-            order = cores if pair_number % 2 else cores[::-1]
+            # Swap the cores from one pair of a condition to its next, so that each condition's pairs run its
+            # side on either core alike. (Counting pairs across conditions instead gave each condition one core
+            # for good whenever the number of conditions was even, and a faster core then passed for a change.)
+            order = cores if index % 2 else cores[::-1]
             label = f"{condition.label} pair #{index}/{processes}"
             outputs = [out_dir / f"duet-{condition.stem}-{index:03d}-{side}.json" for side in "ab"]
             specs = [duet.DuetProcess(f"A of {label}", worktree, python, tuple(run_args), outputs[0], order[0]),
@@ -393,7 +395,7 @@ def to_markdown(rates: Sequence[Rate], *, processes: int, rounds: int, threshold
                 schedule: str = "alternate") -> str:
     """The calibration as Markdown: the rates against their targets, what they rest on, the gate's time."""
     trials = rates[0].trials if rates else 0
-    threshold_text = "default" if threshold is None else _percent(threshold)
+    threshold_text = f"{_percent(DEFAULT_THRESHOLD)} (the default)" if threshold is None else _percent(threshold)
     body = []
     for rate in rates:
         target = "-" if rate.target is None else f"{'≤' if rate.target[0] == '<=' else '≥'} {_percent(rate.target[1])}"
@@ -460,9 +462,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"resampled gates per condition (default {DEFAULT_TRIALS})")
     parser.add_argument("--slowdowns", type=slowdown_list, default=DEFAULT_SLOWDOWNS, metavar="LIST",
                         help="injected busy-wait slowdowns, as fractions (default 0.05,0.10,0.20)")
+    plants = "; ".join(f"{name}: {what}" for name, what in PLANTS.items()).replace("%", "%%")  # help is %-formatted
     parser.add_argument("--plants", type=plant_list, default=DEFAULT_PLANTS, metavar="LIST",
-                        help=f"planted code changes: {'; '.join(f'{k}: {v}' for k, v in PLANTS.items())} "
-                             f"(default {','.join(DEFAULT_PLANTS)}; none for none)")
+                        help=f"planted code changes: {plants} (default {','.join(DEFAULT_PLANTS)}; none for none)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
                         help=f"rounds of one gate, as `tfbench ab --rounds` (default {DEFAULT_ROUNDS})")
     add_decision_options(parser)
