@@ -103,7 +103,7 @@ def worktree_count(repo: Path) -> int:
 
 def test_ab_alternates_sides_in_worktrees_and_removes_them(repo, tmp_path):
     runner = FakeRunner()
-    result = run_ab(repo, "HEAD~1", "HEAD", rounds=5, out_dir=tmp_path / "out", runner=runner,
+    result = run_ab(repo, "HEAD~1", "HEAD", rounds=5, schedule="alternate", out_dir=tmp_path / "out", runner=runner,
                     python_a="python-a", python_b="python-b", log=lambda line: None)
     assert [side for side, *_ in runner.calls] == ["A", "B"] * 5
     worktree_a, worktree_b = runner.calls[0][1], runner.calls[1][1]
@@ -121,7 +121,7 @@ def test_ab_alternates_sides_in_worktrees_and_removes_them(repo, tmp_path):
 
 
 def test_ab_same_revision_two_pythons_is_unchanged(repo, tmp_path):
-    result = run_ab(repo, "HEAD", "HEAD", rounds=5, out_dir=tmp_path / "out", runner=FakeRunner(),
+    result = run_ab(repo, "HEAD", "HEAD", rounds=5, schedule="alternate", out_dir=tmp_path / "out", runner=FakeRunner(),
                     python_a="py-old", python_b="py-new", log=lambda line: None)
     assert [row.status for row in result.rows] == ["unchanged"]
 
@@ -129,7 +129,8 @@ def test_ab_same_revision_two_pythons_is_unchanged(repo, tmp_path):
 def test_ab_current_checkout_runs_in_the_repo_itself(repo, tmp_path):
     (repo / "speed.txt").write_text("0.010")  # uncommitted: undoes the slowdown
     runner = FakeRunner()
-    result = run_ab(repo, "HEAD~1", ab.CURRENT_CHECKOUT, rounds=5, out_dir=tmp_path / "out", runner=runner,
+    result = run_ab(repo, "HEAD~1", ab.CURRENT_CHECKOUT, rounds=5, schedule="alternate",
+                    out_dir=tmp_path / "out", runner=runner,
                     log=lambda line: None)
     assert runner.calls[1][1] == repo
     assert result.commits["b"] is None
@@ -139,7 +140,8 @@ def test_ab_current_checkout_runs_in_the_repo_itself(repo, tmp_path):
 def test_a_failing_process_reports_its_stderr_and_cleans_up(repo, tmp_path, capsys):
     runner = FakeRunner(fail_on_call=4)
     with pytest.raises(ab.ProcessFailed, match="B round 2/5 process .* exited with status 3"):
-        run_ab(repo, "HEAD~1", "HEAD", rounds=5, out_dir=tmp_path / "out", runner=runner, log=lambda line: None)
+        run_ab(repo, "HEAD~1", "HEAD", rounds=5, schedule="alternate",
+               out_dir=tmp_path / "out", runner=runner, log=lambda line: None)
     err = capsys.readouterr().err
     assert "RuntimeError: boom in worker" in err
     assert err.count("lots of log") < 50  # the tail only
@@ -156,7 +158,8 @@ def test_a_failing_process_reports_its_stderr_and_cleans_up(repo, tmp_path, caps
 def test_bad_ab_input_is_a_usage_error(repo, tmp_path, kwargs, message):
     options = {"rev_a": "HEAD~1", "rev_b": "HEAD", "rounds": 5, **kwargs}
     with pytest.raises(UsageError, match=message):
-        run_ab(repo, options.pop("rev_a"), options.pop("rev_b"), out_dir=tmp_path / "out", runner=FakeRunner(),
+        run_ab(repo, options.pop("rev_a"), options.pop("rev_b"), schedule="alternate",
+               out_dir=tmp_path / "out", runner=FakeRunner(),
                **options)
     assert worktree_count(repo) == 1
 
@@ -165,7 +168,8 @@ def test_ab_cli_exit_codes_and_markdown(repo, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(repo)
     monkeypatch.setattr(ab, "subprocess_runner", FakeRunner())
     summary = tmp_path / "summary.md"
-    common = ["--rounds", "5", "--out", str(tmp_path / "out"), "--markdown", str(summary)]
+    common = ["--schedule", "alternate", "--rounds", "5", "--out", str(tmp_path / "out"), "--markdown",
+              str(summary)]
     assert cli.main(["ab", "--baseline-rev", "HEAD~1", *common]) == 1
     assert summary.read_text().startswith("### ❌ 1 regression in 1 records (A/B HEAD~1 (")
     assert cli.main(["ab", "--baseline-rev", "HEAD", *common, "--", "--profile", "quick"]) == 0
@@ -182,14 +186,15 @@ def test_ab_cli_exit_codes_and_markdown(repo, tmp_path, monkeypatch, capsys):
 def test_ab_cli_with_the_real_subprocess_runner(repo, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(repo)
     out = tmp_path / "out"
-    assert cli.main(["ab", "--baseline-rev", "HEAD~1", "--rounds", "5", "--out", str(out),
-                     "--python-a", sys.executable]) == 1
+    assert cli.main(["ab", "--baseline-rev", "HEAD~1", "--schedule", "alternate", "--rounds", "5", "--out",
+                     str(out), "--python-a", sys.executable]) == 1
     document = load(out / "a-01.json")
     assert document["config"]["args"][:3] == ["run", "--profile", "gate"]
     assert document["config"]["args"][-3:] == ["--output", str(out / "a-01.json"), "--quiet"]
     assert "tfbench-ab-" in document["config"]["file"]  # ran the worktree's code, not the checkout's
     capsys.readouterr()
-    assert cli.main(["ab", "--baseline-rev", "HEAD~1", "--rounds", "5", "--out", str(out), "--", "--crash"]) == 2
+    assert cli.main(["ab", "--baseline-rev", "HEAD~1", "--schedule", "alternate", "--rounds", "5", "--out", str(out),
+                     "--", "--crash"]) == 2
     err = capsys.readouterr().err
     assert "RuntimeError: boom" in err
     assert err.strip().splitlines()[-1].startswith("tfbench: error: the A round 1/5 process")
@@ -289,7 +294,8 @@ def test_a_relative_output_folder_is_made_absolute_for_the_processes(repo, tmp_p
             outputs.append(Path(output))
             return super().__call__(side, worktree, python, args, output, plant)
 
-    run_ab(repo, "HEAD~1", "HEAD", rounds=5, out_dir=Path("results") / "ab", runner=RecordingRunner(),
+    run_ab(repo, "HEAD~1", "HEAD", rounds=5, schedule="alternate",
+           out_dir=Path("results") / "ab", runner=RecordingRunner(),
            log=lambda line: None)
     assert outputs and all(path.is_absolute() for path in outputs)
     assert all(path.parent == tmp_path / "results" / "ab" and path.exists() for path in outputs)

@@ -65,11 +65,14 @@ from tfbench.benchmarks.gate.processes import (
 from tfbench.benchmarks.results import load
 from tfbench.errors import TfbenchError, UsageError
 
-DEFAULT_ROUNDS = 12  # calibrated here: 12 rounds catch 95% of 10% slowdowns in 189 s (README)
+# Calibrated here (README): 12 duet rounds catch every 5% slowdown in 107 s; 12 alternating rounds catch 98% of
+# 10% slowdowns and 31% of 5% ones in 189 s.
+DEFAULT_ROUNDS = 12
 SCHEDULES = ("alternate", "duet")
-# The schedule of `tox -e regress` and of `tfbench ab` without --schedule. "alternate" is the calibrated one;
-# switch to "duet" when `tfbench calibrate-gate --schedule duet` shows it better on the CI machine (README).
-DEFAULT_SCHEDULE = "alternate"
+# The schedule of `tox -e regress` and of `tfbench ab` without --schedule: "duet", the better one in both
+# schedules' calibration on this machine (README); a machine with one core, or an older baseline without the
+# round barrier, falls back to "alternate" and says so.
+DEFAULT_SCHEDULE = "duet"
 DEFAULT_RUN_ARGS = ("--profile", "gate")
 CURRENT_CHECKOUT = "WORKTREE"  # as a revision: the working tree as it is, without a worktree of a commit
 SIDES = ("a", "b")
