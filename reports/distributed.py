@@ -115,7 +115,7 @@ def plot_scaling(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame | None:
         replicas = sorted(int(n) for n in panel["replicas"].unique())
         handles.setdefault("ideal (1)", ax.axhline(1.0, color="grey", linestyle="--", linewidth=1))
         if (panel["device_kind"].fillna("cpu") == "cpu").all():
-            xs = list(range(1, max(replicas) + 1))
+            xs = [1 + i * (max(replicas) - 1) / 200 for i in range(201)]  # a smooth curve, not a polyline
             (shared,) = ax.plot(xs, [1 / n for n in xs], color="black", linestyle=":", linewidth=1)
             handles.setdefault("1/N: shared cores, no overhead", shared)
         ax.set_xticks(replicas if 1 in replicas else [1, *replicas])

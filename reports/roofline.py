@@ -67,7 +67,7 @@ def roofline_cell(record: pd.Series) -> str:
     return "—"
 
 
-def _bandwidth_columns(frame: pd.DataFrame) -> list[tuple[int, str]]:
+def bandwidth_columns(frame: pd.DataFrame) -> list[tuple[int, str]]:
     prefix = "roofs_bandwidth_gbs_"
     return sorted((int(c.removeprefix(prefix)), c) for c in frame.columns if c.startswith(prefix))
 
@@ -91,7 +91,7 @@ def roofs_lines(step_times: pd.DataFrame) -> list[str]:
         measured = group.dropna(subset=["roofs_peak_gflops"]) if "roofs_peak_gflops" in group else group.iloc[:0]
         if not measured.empty:
             bandwidth = ", ".join(f"{_size(size)} {_span(measured[column])}"
-                                  for size, column in _bandwidth_columns(measured) if measured[column].notna().any())
+                                  for size, column in bandwidth_columns(measured) if measured[column].notna().any())
             lines.append(f"- {name}: matmul peak {_span(measured['roofs_peak_gflops'])} GFLOP/s; streaming "
                          f"bandwidth (GB/s) at {bandwidth} (the range over its step-time groups)")
         older = group[group["roofs_peak_gflops"].isna()] if "roofs_peak_gflops" in group else group

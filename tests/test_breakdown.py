@@ -183,3 +183,43 @@ def test_the_breakdown_stage_writes_one_record_per_approach_and_mode(tmp_path):
     metrics = measured["metrics"]
     assert metrics["thread_s"]["conv"] > 0 and metrics["thread_s"]["pool"] > 0
     assert sum(metrics["breakdown_s"].values()) == pytest.approx(metrics["profiled_step_s"])
+
+
+def test_the_breakdown_table_has_each_categorys_floor_from_the_groups_roofs(tmp_path):
+    from tfbench.benchmarks.roofline import Roofs, step_floor
+    from tfbench.implementations.costs import step_costs
+    from tfbench.implementations.workloads import get_workload
+    from tfbench.reports.breakdown import breakdown_section, floor_by_category
+
+    # slow compute and fast memory: every op with FLOPs is bound by compute, so a category's floor is its FLOPs
+    roofs = {"peak_gflops": 100.0, "bandwidth_gbs": {"262144": 1000.0, "67108864": 1000.0}}
+    step = make_record("step_time", approach="raw_tf_nn", workload="cnn", mode="function", steps_per_call=16,
+                       device="cpu", batch_size=128, dataset="synthetic",
+                       metrics={"step_time_s": {"median": 3e-3}, "roofs": roofs})
+    frame = _frame(tmp_path, [
+        step,
+        _breakdown("raw_tf_nn", "function", {"conv": 1.0, "pool": 0.5, "matmul": 2.0, "optimizer": 0.3}),
+        _breakdown("raw_tf_nn", "xla", {"conv": 5.0, "pool": 3.0, "elementwise": 1.0}),
+    ])
+    record = frame[frame["kind"] == "breakdown"].iloc[0]
+    floor = floor_by_category(frame, record)
+    ops = step_costs(get_workload("cnn"), 128)
+    matmul_flops = sum(op.flops for op in ops if op.category == "matmul")
+    assert floor["matmul"] == pytest.approx(matmul_flops / 100e9)
+    assert floor["copies"] == floor["rest"] == 0
+    assert sum(floor.values()) == pytest.approx(step_floor(ops, Roofs(100.0, {256 << 10: 1000.0})).seconds)
+    text = "\n".join(breakdown_section(frame))
+    floor_rows = [line for line in text.splitlines() if line.startswith("| *floor* ")]
+    assert len(floor_rows) == 1 and f"{matmul_flops / 100e9 * 1e3:.3g}" in floor_rows[0]
+    # the fastest compiled step is function mode; its matmuls (2 ms against ~1.5 ms) are not its worst excess
+    sentence = next(line for line in text.splitlines() if "furthest from their floors" in line)
+    assert "raw_tf_nn function K=16" in sentence
+    assert sentence.index("conv 1.00 ms") < sentence.index("matmul 2.00 ms")
+
+
+def test_without_step_time_roofs_the_breakdown_has_no_floor_row(tmp_path):
+    from tfbench.reports.breakdown import breakdown_section
+
+    frame = _frame(tmp_path, [_breakdown("raw_tf_nn", "function", {"conv": 1.0, "matmul": 2.0})])
+    text = "\n".join(breakdown_section(frame))
+    assert "*floor*" not in text and "furthest from their floors" not in text

@@ -497,3 +497,19 @@ def test_roofline_says_how_far_behind_an_approach_is_and_why(tmp_path):
         r["metrics"]["step_time_s"]["median"] = 0.001
     roofline = section(to_markdown(load_results([write_results(tmp_path / "level.json", doc)])), "Roofline")
     assert "and why:" not in roofline
+
+
+def test_the_memory_table_says_what_keras_fits_figure_holds_only_when_it_is_shown():
+    from tfbench.reports.memory import memory_lines
+
+    def frame(approaches):
+        return pd.DataFrame({"approach": approaches, "peak_memory_bytes": [5 << 20] * len(approaches),
+                             "harness_preplaced_bytes": [49 << 20] * len(approaches)})
+
+    def grid(records, cell):
+        return " | ".join(cell(r) for _, r in records.iterrows())
+
+    with_fit = "\n".join(memory_lines(frame(["raw_tf_nn", "keras_fit"]), grid))
+    assert "49.0 MiB" in with_fit and "5.00 MiB | 5.00 MiB" in with_fit
+    assert "keras_fit's figure grows with those batches" in with_fit
+    assert "keras_fit" not in "\n".join(memory_lines(frame(["raw_tf_nn"]), grid))
