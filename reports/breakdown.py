@@ -19,7 +19,7 @@ from tabulate import tabulate
 from tfbench.benchmarks.roofline import Roofs, step_floor
 from tfbench.implementations.costs import step_costs
 from tfbench.implementations.workloads import get_workload
-from tfbench.reports.data import missing, ok, ordered
+from tfbench.reports.data import missing, ok, ordered, prose
 from tfbench.reports.roofline import bandwidth_columns
 
 CATEGORIES = ("conv", "pool", "matmul", "elementwise", "optimizer", "copies", "rest")
@@ -153,7 +153,7 @@ def breakdown_section(frame: pd.DataFrame) -> list[str]:
                     f"K={int(fastest['steps_per_call'])}, {_ms(fastest['profiled_step_s'])} ms against a floor of "
                     f"{_ms(sum(floor.values()))} ms; furthest from their floors: {'; '.join(worst)}.", ""]
         rows = [[g["approach"], g["mode"], g["fastest"], f"{g['ratio']:.2f}x", f"+{_ms(g['gap_s'])} ms",
-                 _gap_text(g), g["known_cost"] or "—"] for g in gaps(group)]
+                 _gap_text(g), prose(g["known_cost"]) if g["known_cost"] else "—"] for g in gaps(group)]
         if rows:
             out += [f"More than {GAP:.0%} slower than the fastest approach of the same mode, and where the "
                     "difference lies (ms per step against the fastest; the approach's own account beside it):", "",

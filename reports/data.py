@@ -164,6 +164,13 @@ def load_results(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 # --- what the report shows ------------------------------------------------------------------------------
 
 
+def prose(text: str) -> str:
+    """A record's free text (a ``known_cost``) made safe for Markdown: outside `code spans`, a double
+    underscore (``Layer.__call__``) would turn into bold."""
+    parts = text.split("`")
+    return "`".join(part.replace("__", r"\_\_") if i % 2 == 0 else part for i, part in enumerate(parts))
+
+
 def missing(value) -> bool:
     """No value: None, NaN or pandas' NA (a metric an older or partial record does not have)."""
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA

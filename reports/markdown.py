@@ -16,7 +16,7 @@ from tfbench.benchmarks.results import NOISY_IQR_FRACTION
 from tfbench.reports.as_published import recipe_epochs, recipe_figure, recipe_full_length
 from tfbench.reports.as_published import section as as_published_section
 from tfbench.reports.breakdown import breakdown_section
-from tfbench.reports.data import approach_rank, latest, missing, mode_rank, ok, ordered, sort_key
+from tfbench.reports.data import approach_rank, latest, missing, mode_rank, ok, ordered, prose, sort_key
 from tfbench.reports.headline import folded, headline
 from tfbench.reports.memory import memory_lines
 from tfbench.reports.roofline import has_floor, model_lines, roofline_cell
@@ -439,7 +439,7 @@ def _within_fastest(step_times: pd.DataFrame) -> list[str]:
         configurations = step_times[(step_times["device_label"] == device) & (step_times["approach"] == approach)
                                     & (step_times["mode"] == mode) & step_times["steps_per_call"].isin(ks)]
         rows.append([device, approach, mode, ", ".join(map(str, ks)), f"{len(group)} of {len(configurations)}",
-                     f"{times(group['behind'].min())}–{times(group['behind'].max())}", reason])
+                     f"{times(group['behind'].min())}–{times(group['behind'].max())}", prose(reason)])
     rows.sort(key=lambda row: (row[0], approach_rank(row[1]), mode_rank(row[2]), row[3]))
     return out + ["", f"Where an approach is more than {WITHIN:.0%} behind (its step time over the fastest "
                       "approach's), and why:", "",

@@ -513,3 +513,10 @@ def test_the_memory_table_says_what_keras_fits_figure_holds_only_when_it_is_show
     assert "49.0 MiB" in with_fit and "5.00 MiB | 5.00 MiB" in with_fit
     assert "keras_fit's figure grows with those batches" in with_fit
     assert "keras_fit" not in "\n".join(memory_lines(frame(["raw_tf_nn"]), grid))
+
+
+def test_free_text_keeps_its_double_underscores_in_markdown():
+    from tfbench.reports.data import prose
+
+    assert prose("runs Keras's Layer.__call__ in Python") == r"runs Keras's Layer.\_\_call\_\_ in Python"
+    assert prose("runs Keras's `Layer.__call__` in Python") == "runs Keras's `Layer.__call__` in Python"
