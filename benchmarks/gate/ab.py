@@ -19,11 +19,10 @@ better on this machine. Exit status as ``tfbench compare``: 1 on a regression or
 run``'s "records failed" status but wrote its results is a completed run: its failed records are what makes
 a record broken (:mod:`benchmarks.gate.processes`).
 
-The default of 12 rounds is the one the alternate schedule's calibration chose (README): 24 processes of
-``--profile gate`` take ~190 s on this 2-core machine, within the 5-minute budget. The duet schedule runs both
-sides at once, so a round takes one process's time, on one core (``calibrate-gate --schedule duet`` reports
-how long a gate takes). With alpha = 0.01 fewer than 5 rounds (alternate) or 8 (duet) could never reach
-significance and are refused.
+The default is 12 rounds. Under duet, both sides run at once, so a round takes one process's time: ~106 s a
+gate on this 2-core machine, where 8 rounds already caught every 5% slowdown of the calibration (README). Under
+alternate, 24 processes take ~190 s, within the 5-minute budget. With alpha = 0.01 fewer than 5 rounds
+(alternate) or 8 (duet) could never reach significance and are refused.
 
 Two environments (two TensorFlow versions, say) are compared with the same revision and ``--python-a`` /
 ``--python-b``. ``--candidate-rev WORKTREE`` measures the current checkout as it is, uncommitted changes too.
