@@ -64,7 +64,7 @@ from tfbench.benchmarks.gate.processes import (
 from tfbench.benchmarks.results import load
 from tfbench.errors import TfbenchError, UsageError
 
-# Calibrated here (README): 12 duet rounds catch every 5% slowdown in 107 s; 12 alternating rounds catch 98% of
+# Calibrated here (README): 12 duet rounds catch every 5% slowdown in 106 s; 12 alternating rounds catch 98% of
 # 10% slowdowns and 31% of 5% ones in 189 s.
 DEFAULT_ROUNDS = 12
 SCHEDULES = ("alternate", "duet")
