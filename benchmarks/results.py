@@ -134,6 +134,7 @@ import math
 import os
 import re
 import reprlib
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
@@ -146,13 +147,16 @@ from tfbench.errors import TfbenchError, WriteError
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
-KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "as_published", "breakdown", "distributed")
+KINDS = ("step_time", "accuracy", "recipe", "input_pipeline", "as_published", "breakdown", "distributed",
+         "retracing", "memory_growth", "k_sweep", "mixed_precision", "peer")
 STATUSES = ("ok", "unsupported", "skipped", "failed")
 FINAL_STATUSES = ("ok", "unsupported")  # a resumed run keeps these; skipped and failed ones are tried again
-# Key fields a file written before tf.distribute support lacks, with the value they then mean.
+# Key fields a file written before tf.distribute support (strategy, replicas) or before the JAX peers
+# (backend) lacks, with the value they then mean.
 DISTRIBUTION_DEFAULTS = {"strategy": "none", "replicas": 1}
+KEY_DEFAULTS = {**DISTRIBUTION_DEFAULTS, "backend": "tensorflow"}
 KEY_FIELDS = ("kind", "approach", "workload", "mode", "steps_per_call", "device", "batch_size", "dataset",
-              "variant", *DISTRIBUTION_DEFAULTS)
+              "variant", *KEY_DEFAULTS)
 # A sample set whose interquartile range exceeds this fraction of its median is flagged noisy.
 NOISY_IQR_FRACTION = 0.10
 
@@ -171,14 +175,18 @@ def record_id(record: dict) -> str:
     key = (f"{k['kind']}/{k['approach']}/{k['workload']}/{k['mode']}/k{k['steps_per_call']}/"
            f"{k['device']}/b{k['batch_size']}/{k['dataset']}/{k.get('variant') or ''}")
     strategy = k.get("strategy") or "none"
-    # Single-device ids stay what they were before strategies existed, so old files still match new ones.
-    return key if strategy == "none" else f"{key}/{strategy}x{k.get('replicas', 1)}"
+    # Single-device TensorFlow ids stay what they were before strategies and backends existed, so old files
+    # still match new ones.
+    if strategy != "none":
+        key = f"{key}/{strategy}x{k.get('replicas', 1)}"
+    backend = k.get("backend") or "tensorflow"
+    return key if backend == "tensorflow" else f"{key}/{backend}"
 
 
 def make_record(kind: str, *, approach: str, workload: str, mode: str, steps_per_call: int, device: str,
                 batch_size: int, dataset: str, variant: str = "", status: str = "ok",
                 reason: str | None = None, metrics: dict | None = None, strategy: str = "none",
-                replicas: int = 1) -> dict:
+                replicas: int = 1, backend: str = "tensorflow") -> dict:
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}")
     if status not in STATUSES:
@@ -186,7 +194,7 @@ def make_record(kind: str, *, approach: str, workload: str, mode: str, steps_per
     record = {"kind": kind, "approach": approach, "workload": workload, "mode": mode,
               "steps_per_call": int(steps_per_call), "device": device, "batch_size": int(batch_size),
               "dataset": dataset, "variant": variant, "strategy": strategy, "replicas": int(replicas),
-              "status": status, "reason": reason, "metrics": metrics or {}}
+              "backend": backend, "status": status, "reason": reason, "metrics": metrics or {}}
     record["id"] = record_id(record)
     return record
 
@@ -283,8 +291,27 @@ def _place(path: Iterable) -> str:
     return place
 
 
-def _problem(error) -> str:
-    """One line for a jsonschema error: where in the document, and what is wrong there."""
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true/false", int: "a whole number",
+               float: "a number", type(None): "null"}
+_EXPECTED = {"object": "an object", "array": "a list", "string": "a string", "boolean": "true or false",
+             "integer": "a whole number", "number": "a number", "null": "null"}
+
+
+def _problem(error, document: object = None) -> str:
+    """One line for a jsonschema error: which record and field, what it holds, and what was expected."""
+    problem = _what(error)
+    path = list(error.absolute_path)
+    if len(path) >= 2 and path[0] == "records" and isinstance(path[1], int) and isinstance(document, dict):
+        try:
+            record_key = document["records"][path[1]].get("id")
+        except (AttributeError, IndexError, KeyError, TypeError):
+            record_key = None
+        if record_key:
+            problem += f" (in record {record_key})"
+    return problem
+
+
+def _what(error) -> str:
     where = _place(error.absolute_path)
     at = f"{where}: " if where else ""
     kind, instance, rule = error.validator, error.instance, error.schema
@@ -298,8 +325,14 @@ def _problem(error) -> str:
         what = "metric" if error.absolute_path and error.absolute_path[-1] == "metrics" else "field"
         return f"{at}unknown {what} {extra[0]!r} (not declared in {SCHEMA_PATH.name})"
     if kind == "type":
-        expected = rule["type"] if isinstance(rule["type"], str) else " or ".join(rule["type"])
-        return f"{at}{_SHORT.repr(instance)} is not of type {expected}"
+        types = [rule["type"]] if isinstance(rule["type"], str) else rule["type"]
+        expected = " or ".join(_EXPECTED.get(name, name) for name in types)
+        # A metric's description starts with the kinds it applies to ("step_time: ..."): keep its meaning.
+        meaning = rule.get("description", "").split(": ", 1)[-1][:80]
+        meaning = f" ({meaning})" if meaning else ""
+        held = _JSON_TYPES.get(type(instance), type(instance).__name__)
+        value = "" if instance is None else f" {_SHORT.repr(instance)}"
+        return f"{at}holds {held}{value}, expected {expected}{meaning}"
     if kind in ("enum", "const"):
         allowed = rule["enum"] if kind == "enum" else [rule["const"]]
         return f"{at}{_SHORT.repr(instance)} is not one of {', '.join(map(repr, allowed))}"
@@ -352,9 +385,9 @@ def validate(document: object, source: str = "results") -> dict:
     error = best_match(_validator().iter_errors(checked))
     if error is not None:
         hint = "; is it a tf-training-bench results file?" if not error.absolute_path else ""
-        raise ResultsError(f"{source}: {_problem(error)}{hint}")
+        raise ResultsError(f"{source}: {_problem(error, document)}{hint}")
     for record in document["records"]:
-        for field, default in DISTRIBUTION_DEFAULTS.items():  # a file from before strategies: one device
+        for field, default in KEY_DEFAULTS.items():  # a file from before strategies or backends
             record.setdefault(field, default)
     return document
 
@@ -384,7 +417,51 @@ def load(path: str | Path) -> dict:
     except json.JSONDecodeError as error:
         raise ResultsError(f"{path}: not valid JSON (line {error.lineno}: {error.msg}); "
                            "the file is corrupt or truncated") from None
-    return recount_flops(validate(document, str(path)))
+    return recount_flops(validate(drop_nonfinite_metrics(document, str(path)), str(path)))
+
+
+def _nonfinite(value: object) -> bool:
+    """A non-finite number, or a summary (a dict, e.g. ``step_time_s``) with one among its own figures.
+    A list (a per-epoch history, raw samples) keeps its NaN: one epoch's diverged loss is data."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(isinstance(v, float) and not math.isfinite(v) for v in value.values())
+    return False
+
+
+def drop_nonfinite_metrics(document: object, source: str = "results", warn=None) -> object:
+    """A metric that is a bare NaN or infinity, or a summary holding one (a file from an older version, or
+    edited by hand), is read as missing, with one warning naming the records, so one bad number does not make
+    a whole file unreadable.
+
+    A strict file's own non-finite numbers are ``null`` and listed in ``nonfinite_values``; they are not
+    touched here. ``warn`` takes the warning's one line (default: printed to stderr).
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("records"), list):
+        return document
+    dropped = []
+    for index, record in enumerate(document["records"]):
+        metrics = record.get("metrics") if isinstance(record, dict) else None
+        if not isinstance(metrics, dict):
+            continue
+        names = [name for name, value in metrics.items() if _nonfinite(value)]
+        for name in names:
+            del metrics[name]
+            dropped.append(f"records[{index}].metrics.{name}")
+        if "step_time_s" in names and record.get("status") == "ok":
+            # An ok timing record without its timing is not a result: it reads as failed, so --resume measures
+            # it again and the gate does not take it for a measurement.
+            record["status"], record["reason"] = "failed", "its step_time_s held NaN or infinity in the file"
+    if dropped:
+        shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+        line = (f"tfbench: warning: {source}: {len(dropped)} metric(s) held NaN or infinity and are read as "
+                f"missing: {shown}")
+        if warn is None:
+            print(line, file=sys.stderr)
+        else:
+            warn(line)
+    return document
 
 
 def recount_flops(document: dict) -> dict:

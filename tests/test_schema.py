@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def _broken(change) -> dict:
     (lambda d: d["records"][2]["metrics"].update(gflops_per_watt=3.0),
      "records[2].metrics: unknown metric 'gflops_per_watt' (not declared in results.schema.json)"),
     (lambda d: d["records"][1]["metrics"].update(noisy="yes"),
-     "records[1].metrics.noisy: 'yes' is not of type boolean"),
+     "records[1].metrics.noisy: holds a string 'yes', expected true or false (the samples' IQR exceeds "
+     "10% of their median) (in record "
+     "step_time/keras_fit/mlp/function/k1/cpu/b32/synthetic/)"),
     (lambda d: d["records"][0]["metrics"]["step_time_s"].pop("median"),
      "records[0].metrics.step_time_s: missing 'median'"),
     (lambda d: d["records"][0]["metrics"].pop("step_time_s"), "records[0].metrics: missing 'step_time_s'"),
@@ -102,8 +105,9 @@ def test_report_rejects_a_nonconforming_file_in_one_line_with_exit_2(tmp_path, c
     assert main(["report", str(REPO / "tests" / "fixtures" / "results_gpu.json"), str(bad),
                  "--out", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err
+    record = _document()["records"][4]["id"]
     assert err == f"tfbench: error: {bad}: records[4].metrics: unknown metric 'watts' " \
-                  "(not declared in results.schema.json)\n"
+                  f"(not declared in results.schema.json) (in record {record})\n"
     assert not (tmp_path / "report" / "REPORT.md").exists()
 
 
@@ -154,7 +158,8 @@ def test_strict_json_nulls_listed_in_nonfinite_values_are_checked_as_the_numbers
     assert document["records"][0]["metrics"]["history"][0]["loss"] is None  # as stored: strict JSON
     # A null the schema does not allow stays an error unless nonfinite_values accounts for it.
     unlisted = {**document, "nonfinite_values": {"/records/0/metrics/first_call_s": "Infinity"}}
-    with pytest.raises(ResultsError, match=r"records\[0\]\.metrics\.history\[0\]\.loss: None is not of type"):
+    with pytest.raises(ResultsError,
+                       match=r"records\[0\]\.metrics\.history\[0\]\.loss: holds null, expected a number"):
         validate(unlisted, "x.json")
     wrong = {**document, "nonfinite_values": {**document["nonfinite_values"], "/records/0/batch_size": "NaN"}}
     with pytest.raises(ResultsError, match="x.json: nonfinite_values: /records/0/batch_size does not name a null"):
@@ -203,3 +208,21 @@ def test_records_counted_3_x_forward_are_recounted_exactly_and_no_committed_figu
             for name in ("roofline_fraction", "fraction_of_floor", "mfu"):
                 value = (r.get("metrics") or {}).get(name)
                 assert value is None or value <= 1, (committed.name, r["id"], name, value)
+
+
+def test_a_bare_nan_metric_is_read_as_missing_with_one_warning_naming_the_records(tmp_path, capsys):
+    # An older file (or one edited by hand) with a NaN where a summary belongs was refused whole before.
+    document = _document()
+    document["records"][3]["metrics"]["step_time_s"] = math.nan
+    document["records"][0]["metrics"]["throughput_sps"] = math.inf
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(document, allow_nan=True))
+    loaded = load(old)
+    assert "step_time_s" not in loaded["records"][3]["metrics"]
+    assert loaded["records"][3]["status"] == "failed" and "step_time_s held NaN" in loaded["records"][3]["reason"]
+    assert "throughput_sps" not in loaded["records"][0]["metrics"]
+    assert loaded["records"][0]["metrics"]["step_time_s"] == document["records"][0]["metrics"]["step_time_s"]
+    warning = capsys.readouterr().err.strip()
+    assert warning.count("\n") == 0
+    assert "2 metric(s) held NaN or infinity" in warning
+    assert "records[3].metrics.step_time_s" in warning and "records[0].metrics.throughput_sps" in warning

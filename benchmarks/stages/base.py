@@ -5,7 +5,10 @@ A stage is a module under :mod:`tfbench.benchmarks.stages` with
 * ``KIND``: the record kind it writes (``step_time``, ``accuracy``...);
 * ``jobs(context) -> list[Job]``: what it will measure, every record stub known before anything runs, so that
   ``--resume`` can tell what an interrupted run already wrote;
-* ``run(context, job) -> list[dict]``: the records of one job, one per stub.
+* ``run(context, job) -> list[dict]``: the records of one job, one per stub;
+* ``FLAGS``: the ``tfbench run`` options (argparse dest names, e.g. ``"strategy"``) this stage honours beyond
+  the ones every stage takes; ``tfbench run`` refuses an option that no stage of the run honours, naming the
+  stages that would.
 
 A stage raises nothing for a failing configuration it can isolate: it records it ``failed`` and goes on. An
 exception that escapes ``run`` fails that job's records only (:func:`tfbench.benchmarks.suite.run_jobs`).
