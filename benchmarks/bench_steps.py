@@ -21,7 +21,7 @@ Recipe, from the repository's root (``-k`` narrows, e.g. ``-k "mlp and function"
 
 The comparison fails (exit 1, "Performance has regressed") when a median moved more than 10%. On a shared
 machine medians move that much from one process to the next; ``tfbench ab`` is the gate built for that
-noise (README, "The performance-regression gate").
+noise (docs/gate.md).
 
 The test suite runs these with ``--benchmark-disable``: each call runs once, unmeasured. ``tfbench run`` is
 the fuller harness: interleaved modes, speedups with intervals, rooflines, accuracy.

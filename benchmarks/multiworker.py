@@ -2,7 +2,7 @@
 
 A multi-worker cluster is several processes, each told by ``TF_CONFIG`` the addresses of all workers and
 its own index (TensorFlow's "Multi-worker training with Keras" guide). On a real cluster you start one per
-machine yourself (README). Here, :func:`launch` starts N local workers on 127.0.0.1 (free ports, found by
+machine yourself (docs/distribute.md). Here, :func:`launch` starts N local workers on 127.0.0.1 (free ports, found by
 binding port 0), waits for all of them with a deadline, and stops the rest with a one-line error as soon as
 one dies, when a port is taken, or when the deadline passes: a worker left alone would otherwise wait in an
 all-reduce until its collective timeout.

@@ -56,7 +56,7 @@ class Profile:
     reference: bool = False
     roofline: bool = True  # measure the matmul peak (2-3 s) for roofline fractions
     # Threads per op (the intra-op pool); None: as many as cores. The inter-op pool always has one
-    # thread per core. See benchmarks/PERFORMANCE.md, section 1.
+    # thread per core. See docs/performance.md, section 1.
     intra_op: int | None = None
     # Time all approaches of one workload and batch size in one interleaved group (True), so that
     # "approach A is x% slower than B" is measured on the same machine state; or one group per
@@ -75,7 +75,7 @@ PROFILES = {
                             "two approaches on mlp at batch 128",
                     approaches=("custom_tape", "keras_fit"), workloads=("mlp",), modes=("function",),
                     steps_per_call=(1,), rounds=5, round_budget_s=0.3, warmup=10, stages=("step_time",),
-                    # One thread per op: the setting the gate was calibrated under (README).
+                    # One thread per op: the setting the gate was calibrated under (docs/gate.md).
                     reference=True, roofline=False, intra_op=1, interleave_approaches=False),
 }
 

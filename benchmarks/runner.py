@@ -4,7 +4,7 @@ This module is the command line only: it turns arguments into a :class:`~tfbench
 it through :func:`tfbench.benchmarks.suite.execute`, and prints. The stages themselves (step time, input
 pipelines, accuracy, recipes) are one module each under :mod:`tfbench.benchmarks.stages`.
 
-What it promises (README, "Reliability"):
+What it promises (docs/reliability.md):
 
 * exit status 0 when every record is ok, unsupported or skipped; :data:`EXIT_FAILED` (3) when a record
   failed (an exception, a NaN loss), the results file and the report written all the same; 2 for bad input or
@@ -110,7 +110,7 @@ def parse_threads(text: str | None, profile: Profile, recorded: dict | None = No
         return {"intra_op": recorded["intra_op"], "inter_op": recorded["inter_op"]}
     if text is None:
         # Both pools as large as the CPU: on this 2-core CPU the fastest setting for each workload's
-        # best mode (benchmarks/PERFORMANCE.md, section 1).
+        # best mode (docs/performance.md, section 1).
         return {"intra_op": profile.intra_op or cpu_count(), "inter_op": cpu_count()}
     try:
         intra, inter = (int(part) for part in text.split(","))

@@ -51,7 +51,7 @@ class CustomTape(LoopTrainer):
     @classmethod
     def known_cost(cls, workload, mode, steps_per_call, device_kind="cpu"):
         if mode == "eager":
-            # Measured against raw_tf_nn, whose step differs only in these two (benchmarks/PERFORMANCE.md).
+            # Measured against raw_tf_nn, whose step differs only in these two (docs/performance.md).
             return ("in eager mode each Keras layer call runs Keras's `Layer.__call__` in Python (input checks, "
                     "autocasting, name scopes), and the Keras loss adds ops of its own; raw tf.nn ops skip both")
         return (conv_bias_cost(workload, mode, device_kind)

@@ -298,7 +298,7 @@ class LoopTrainer(Trainer):
         from tfbench.implementations.workloads import Conv2D
 
         if mode == "xla" and steps_per_call > 1 and workload.has(Conv2D) and device_kind == "cpu":
-            # Measured (benchmarks/PERFORMANCE.md, section 4): the MLP is fastest as one XLA loop, the
+            # Measured (docs/performance.md, section 4): the MLP is fastest as one XLA loop, the
             # CNN is not; the cause lies inside XLA's CPU backend.
             return ("XLA compiles the K-step loop into one while-loop program, and inside it the convolution "
                     "and its gradients run ~1.8x slower than the same ops unrolled (max-pooling does not); "

@@ -447,7 +447,7 @@ def _within_fastest(step_times: pd.DataFrame) -> list[str]:
 
 
 UNEXPLAINED = ("no cost of the style was recorded with these measurements: timing noise (see the † marks), a "
-               "cause found later, or a slowdown to look into (benchmarks/PERFORMANCE.md, section 4)")
+               "cause found later, or a slowdown to look into (docs/performance.md, section 4)")
 
 
 def _input_pipeline(frame: pd.DataFrame) -> list[str]:

@@ -37,7 +37,7 @@ def memory_lines(group: pd.DataFrame, grid: Callable) -> list[str]:
         if (memory["approach"] == "keras_fit").any():
             intro += (" keras_fit's figure grows with those batches, not only with the network: `fit` reads them "
                       "through a `tf.data` pipeline (`Dataset.from_tensor_slices`), which holds copies of them "
-                      "(benchmarks/PERFORMANCE.md, section 6); in your own training it holds your data instead.")
+                      "(docs/performance.md, section 6); in your own training it holds your data instead.")
     else:
         intro = "Peak memory of the process (older records: its high-water mark, whatever it held at its largest):"
     return [intro, "", grid(memory, lambda r: _mib(r["peak_memory_bytes"])), ""]

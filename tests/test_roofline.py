@@ -56,7 +56,7 @@ def test_step_floor_is_the_sum_of_each_ops_slower_roof():
 
 
 def test_the_cnn_floor_is_bound_by_memory_and_the_mlp_floor_by_compute_on_a_cpu_like_device():
-    # Roofs of the order measured on the 2-core CPU (benchmarks/PERFORMANCE.md): 450 GFLOP/s, 25-220 GB/s.
+    # Roofs of the order measured on the 2-core CPU (docs/performance.md): 450 GFLOP/s, 25-220 GB/s.
     roofs = Roofs(450.0, {256 * KIB: 220.0, 1 * MIB: 180.0, 4 * MIB: 120.0, 16 * MIB: 100.0, 64 * MIB: 25.0})
     assert step_floor(step_costs(get_workload("cnn"), 1024), roofs).binding_roof == "memory"
     assert step_floor(step_costs(get_workload("mlp"), 1024), roofs).binding_roof == "compute"

@@ -13,14 +13,14 @@ working directory and ``PYTHONPATH``, so that each side runs its own code). Two 
   compared (Wilcoxon signed-rank). It needs two cores, and both revisions must have the round barrier
   (:func:`benchmarks.timing.round_barrier`): otherwise it says so in one line and runs ``alternate``.
 
-:data:`DEFAULT_SCHEDULE` is the schedule ``tox -e regress`` uses; the README's calibration says which is
+:data:`DEFAULT_SCHEDULE` is the schedule ``tox -e regress`` uses; the calibration in docs/gate.md says which is
 better on this machine. Exit status as ``tfbench compare``: 1 on a regression or a broken record, 0 otherwise,
 2 when the gate could not run (bad revision, a process that failed). A process that exits with ``tfbench
 run``'s "records failed" status but wrote its results is a completed run: its failed records are what makes
 a record broken (:mod:`benchmarks.gate.processes`).
 
 The default is 12 rounds. Under duet, both sides run at once, so a round takes one process's time: ~106 s a
-gate on this 2-core machine, where 8 rounds already caught every 5% slowdown of the calibration (README). Under
+gate on this 2-core machine, where 8 rounds already caught every 5% slowdown of the calibration (docs/gate.md). Under
 alternate, 24 processes take ~190 s, within the 5-minute budget. With alpha = 0.01 fewer than 5 rounds
 (alternate) or 8 (duet) could never reach significance and are refused.
 
@@ -64,12 +64,12 @@ from tfbench.benchmarks.gate.processes import (
 from tfbench.benchmarks.results import load
 from tfbench.errors import TfbenchError, UsageError
 
-# Calibrated here (README): 12 duet rounds catch every 5% slowdown in 106 s; 12 alternating rounds catch 98% of
+# Calibrated here (docs/gate.md): 12 duet rounds catch every 5% slowdown in 106 s; 12 alternating rounds catch 98% of
 # 10% slowdowns and 31% of 5% ones in 189 s.
 DEFAULT_ROUNDS = 12
 SCHEDULES = ("alternate", "duet")
 # The schedule of `tox -e regress` and of `tfbench ab` without --schedule: "duet", the better one in both
-# schedules' calibration on this machine (README); a machine with one core, or an older baseline without the
+# schedules' calibration on this machine (docs/gate.md); a machine with one core, or an older baseline without the
 # round barrier, falls back to "alternate" and says so.
 DEFAULT_SCHEDULE = "duet"
 DEFAULT_RUN_ARGS = ("--profile", "gate")
