@@ -1,8 +1,9 @@
-"""Reports: REPORT.md and PNG charts as pure functions of stored results files.
+"""Reports: REPORT.md, its detail pages and PNG charts as pure functions of stored results files.
 
-``load_results(paths) -> DataFrame`` (columns: :mod:`reports.data`), ``to_markdown(df, charts) -> str``,
-``plot_*(df, path)`` and ``write_report(paths, out_dir) -> Path``. Nothing here imports TensorFlow: a report
-can be written on any machine from the results files of others.
+``load_results(paths) -> DataFrame`` (columns: :mod:`reports.data`), ``to_markdown(df, charts) -> str`` (the
+whole report in one document), ``plot_*(df, path)`` and ``write_report(paths, out_dir) -> Path`` (the index
+REPORT.md, ``details/<page>.md`` and ``figures/``; its pages are the registry of :mod:`reports.report`). Nothing
+here imports TensorFlow: a report can be written on any machine from the results files of others.
 """
 
 from tfbench.reports.data import approach_colour, load_results

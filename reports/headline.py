@@ -6,7 +6,7 @@
   speed ratios at one step per call, measured side by side in one run.
 * Does every style reach the same accuracy? The test accuracy of each approach's accuracy-stage run.
 
-Everything below the headline is detail, folded into ``<details>`` blocks by :func:`folded`.
+Everything below the headline is on the index's short answers and the detail pages (:mod:`tfbench.reports.report`).
 """
 
 from __future__ import annotations
@@ -77,10 +77,3 @@ def headline(frame: pd.DataFrame, chart: str | None = None) -> list[str]:
         lines += ["", f"![Step time by approach and mode]({chart})"]
     return lines
 
-
-def folded(summary: str, body: list[str], open_lines: int = 3) -> list[str]:
-    """``body`` inside a ``<details>`` block (GitHub renders it folded) unless it is short; the blank lines
-    around the Markdown inside are what makes GitHub render its tables."""
-    if sum(line.count("\n") + 1 for line in body) <= open_lines:
-        return body
-    return [f"<details><summary>{summary}</summary>", ""] + body + ["", "</details>"]

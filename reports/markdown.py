@@ -1,4 +1,8 @@
-"""REPORT.md from the results DataFrame: every sentence and number is computed from the records.
+"""The report's detail sections from the results DataFrame: every sentence and number is computed from the records.
+
+Each ``*_section(frame) -> list[str]`` is the Markdown under one heading of a detail page; which page shows it,
+and in which order, is the registry of :mod:`tfbench.reports.report`. The number formats below are shared by
+every section module.
 
 Rounding: milliseconds, seconds and samples/s to 3 significant figures, speedups to 2 decimals with "x",
 accuracies to 4 decimals, percents to 1 decimal (2 significant figures below 0.1 %).
@@ -14,26 +18,13 @@ from tabulate import tabulate
 
 from tfbench.benchmarks.results import NOISY_IQR_FRACTION
 from tfbench.reports.as_published import recipe_epochs, recipe_figure, recipe_full_length
-from tfbench.reports.as_published import section as as_published_section
-from tfbench.reports.breakdown import breakdown_section
-from tfbench.reports.data import approach_rank, latest, missing, mode_rank, ok, ordered, prose, sort_key
-from tfbench.reports.headline import folded, headline
+from tfbench.reports.data import approach_rank, missing, mode_rank, ok, ordered, prose, sort_key
 from tfbench.reports.memory import memory_lines
 from tfbench.reports.roofline import has_floor, model_lines, roofline_cell
 
 TITLE = "TensorFlow training benchmark report"
 NOISY_MARK = "†"
 DASH = "—"
-# chart name -> section it is shown in; accuracy_curves_<workload> charts go with the accuracy section.
-CHART_SECTIONS = {"step_time": "step_time", "batch_size": "step_time", "speedup": "speedup",
-                  "throughput": "throughput", "time_to_accuracy": "accuracy", "as_published": "as_published",
-                  "recipe_curves": "recipes", "scaling": "distributed"}
-CHART_TITLES = {"step_time": "Step time by approach and mode", "batch_size": "Throughput against batch size",
-                "speedup": "Speedup over eager", "throughput": "Throughput by device",
-                "time_to_accuracy": "Time to target accuracy",
-                "as_published": "Time per step and accuracy: as published, fixed, documented",
-                "recipe_curves": "Reproduced figure per epoch against the published one",
-                "scaling": "Scaling efficiency against replicas"}
 
 
 # --- numbers ---------------------------------------------------------------------------------------------
@@ -165,7 +156,7 @@ def best_of_each_approach(group: pd.DataFrame) -> pd.DataFrame:
     return group.loc[group.groupby("approach", sort=False)["step_time_median_s"].idxmin()]
 
 
-def _summary(frame: pd.DataFrame) -> list[str]:
+def summary_section(frame: pd.DataFrame) -> list[str]:
     if frame.empty:
         return ["No records in these results."]
     runs, machines = frame["run_id"].nunique(), list(dict.fromkeys(frame["machine"]))
@@ -176,7 +167,7 @@ def _summary(frame: pd.DataFrame) -> list[str]:
              f"{counts.get('step_time', 0)} step-time measurements, {counts.get('accuracy', 0)} accuracy runs, "
              f"{counts.get('recipe', 0)} documented recipes and {counts.get('input_pipeline', 0)} input "
              f"pipelines; " + (", ".join(f"{n} {status}" for status, n in problems.items()) or "none")
-             + " (see *Unsupported, skipped and failed records*)."]
+             + " (see [Unsupported, skipped and failed records](results.md#unsupported-skipped-and-failed-records))."]
     bullets = []
     step_times = ok(frame, "step_time")
     for (device, workload), group in ordered(step_times).groupby(["device_label", "workload"], sort=False):
@@ -243,11 +234,12 @@ def _summary(frame: pd.DataFrame) -> list[str]:
         bullets.append(text + ".")
     noisy = int(frame["noisy"].fillna(False).sum())
     if noisy:
-        bullets.append(f"{noisy} measurement{'s' * (noisy != 1)} flagged noisy (see the last section).")
+        bullets.append(f"{noisy} measurement{'s' * (noisy != 1)} flagged noisy "
+                       "(see [Noisy measurements](results.md#noisy-measurements)).")
     return lines + [""] + [f"- {bullet}" for bullet in bullets]
 
 
-def _environment(frame: pd.DataFrame) -> list[str]:
+def environment_section(frame: pd.DataFrame) -> list[str]:
     if frame.empty:
         return ["No runs in these results."]
     out = []
@@ -309,14 +301,14 @@ def _harness_overhead(step_times: pd.DataFrame) -> list[str]:
             "negative values are noise):", "", *lines, ""]
 
 
-def _step_time(frame: pd.DataFrame) -> list[str]:
+def step_time_section(frame: pd.DataFrame) -> list[str]:
     step_times = frame[frame["kind"] == "step_time"] if not frame.empty else frame
     if ok(step_times, "step_time").empty:
         return ["No step-time records in these results."]
     out = [f"Median time per optimizer step, with the 10th–90th percentile range in brackets. K is the number "
            f"of steps run inside one compiled call. {NOISY_MARK} marks a noisy measurement (interquartile range "
            f"over {NOISY_IQR_FRACTION:.0%} of the median). A status in a cell means the combination did not run "
-           "(see *Unsupported, skipped and failed records*).", ""]
+           "(see [Unsupported, skipped and failed records](results.md#unsupported-skipped-and-failed-records)).", ""]
     out += _harness_overhead(ok(step_times, "step_time"))
     for heading, group in _by_device_batch(step_times):
         out += [f"### {heading}", "", _grid(group, _step_time_cell), ""]
@@ -328,7 +320,7 @@ def _step_time(frame: pd.DataFrame) -> list[str]:
     return out[:-1]
 
 
-def _speedup(frame: pd.DataFrame) -> list[str]:
+def speedup_section(frame: pd.DataFrame) -> list[str]:
     if ok(frame, "step_time").empty or ok(frame, "step_time")["speedup_vs_eager"].isna().all():
         return ["No speedups over eager in these results."]
     compiled = frame[(frame["kind"] == "step_time") & (frame["mode"] != "eager")]
@@ -367,7 +359,7 @@ def _by_device_columns(frame: pd.DataFrame, cell: Callable[[pd.Series], str]) ->
     return _table(["Workload", "Approach", "Mode", "K", "Batch"] + devices, rows)
 
 
-def _throughput(frame: pd.DataFrame) -> list[str]:
+def throughput_section(frame: pd.DataFrame) -> list[str]:
     step_times = ok(frame, "step_time").dropna(subset=["throughput_sps"]) if not frame.empty else frame
     if step_times.empty:
         return ["No throughput measurements in these results."]
@@ -381,7 +373,7 @@ def roofline_fractions(step_times: pd.DataFrame) -> pd.Series:
     return step_times["roofline_fraction"].astype(float)
 
 
-def _roofline(frame: pd.DataFrame) -> list[str]:
+def roofline_section(frame: pd.DataFrame) -> list[str]:
     step_times = ok(frame, "step_time")
     if not step_times.empty:
         step_times = step_times.assign(roofline=roofline_fractions(step_times))
@@ -450,7 +442,7 @@ UNEXPLAINED = ("no cost of the style was recorded with these measurements: timin
                "cause found later, or a slowdown to look into (docs/performance.md, section 4)")
 
 
-def _input_pipeline(frame: pd.DataFrame) -> list[str]:
+def input_pipeline_section(frame: pd.DataFrame) -> list[str]:
     pipelines = ordered(ok(frame, "input_pipeline"), "variant")
     if pipelines.empty:
         return ["No input-pipeline records in these results."]
@@ -460,7 +452,7 @@ def _input_pipeline(frame: pd.DataFrame) -> list[str]:
             _table(["Pipeline", "Approach", "Workload", "Mode", "Device", "Batch", "Step time", "Samples/s"], rows)]
 
 
-def _accuracy(frame: pd.DataFrame) -> list[str]:
+def accuracy_section(frame: pd.DataFrame) -> list[str]:
     accuracies = ordered(ok(frame, "accuracy"))
     if accuracies.empty:
         return ["No accuracy records in these results."]
@@ -477,7 +469,7 @@ def _accuracy(frame: pd.DataFrame) -> list[str]:
                     "Time to target", "Epochs"], rows)]
 
 
-def _recipes(frame: pd.DataFrame) -> list[str]:
+def recipes_section(frame: pd.DataFrame) -> list[str]:
     recipes = ok(frame, "recipe")
     if recipes.empty:
         return ["No documented-recipe records in these results."]
@@ -501,7 +493,7 @@ def _recipes(frame: pd.DataFrame) -> list[str]:
     return out + (["", "Notes:", ""] + notes if notes else [])
 
 
-def _not_ok(frame: pd.DataFrame) -> list[str]:
+def not_ok_section(frame: pd.DataFrame) -> list[str]:
     problems = frame[frame["status"] != "ok"] if not frame.empty else frame
     if problems.empty:
         return ["Every record ran: none unsupported, skipped or failed."]
@@ -514,7 +506,7 @@ def _not_ok(frame: pd.DataFrame) -> list[str]:
                    rows)]
 
 
-def _noisy(frame: pd.DataFrame) -> list[str]:
+def noisy_section(frame: pd.DataFrame) -> list[str]:
     noisy = ordered(frame[frame["noisy"].fillna(False)]) if not frame.empty else frame
     if noisy.empty:
         return [f"No measurement was noisy (interquartile range over {NOISY_IQR_FRACTION:.0%} of the median)."]
@@ -534,68 +526,10 @@ def _noisy(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def _distributed(frame: pd.DataFrame) -> list[str]:
-    from tfbench.reports.distributed import section  # its own module; it uses this one's number formats
-
-    return section(frame)
-
-
-OPEN_SECTIONS = ("summary",)  # short: shown unfolded under the headline
-SECTIONS = (
-    ("summary", "Summary", _summary),
-    ("environment", "Environment", _environment),
-    ("step_time", "Step time", _step_time),
-    ("speedup", "Speedup over eager", _speedup),
-    ("throughput", "Throughput by device", _throughput),
-    ("roofline", "Roofline", _roofline),
-    ("breakdown", "Where the time goes", breakdown_section),
-    ("input_pipeline", "Input pipeline", _input_pipeline),
-    ("accuracy", "Accuracy and time-to-accuracy", _accuracy),
-    ("recipes", "Documented recipes", _recipes),
-    ("as_published", "Tutorials as published", as_published_section),
-    ("distributed", "Scaling out with tf.distribute", _distributed),
-    ("not_ok", "Unsupported, skipped and failed records", _not_ok),
-    ("noisy", "Noisy measurements", _noisy),
-)
-
-
-def _chart_section(name: str) -> str:
-    if name.startswith("accuracy_curves_"):
-        return "accuracy"
-    if name.startswith("breakdown_"):
-        return "breakdown"
-    if name not in CHART_SECTIONS:
-        raise ValueError(f"unknown chart {name!r}; expected one of {', '.join(CHART_SECTIONS)} "
-                         "or accuracy_curves_<workload> or breakdown_<workload>")
-    return CHART_SECTIONS[name]
-
-
-def _chart_title(name: str) -> str:
-    if name.startswith("accuracy_curves_"):
-        return f"Loss and accuracy per epoch, {name.removeprefix('accuracy_curves_')}"
-    if name.startswith("breakdown_"):
-        return f"Where the time of one step goes, {name.removeprefix('breakdown_')}"
-    return CHART_TITLES[name]
-
-
 def to_markdown(frame: pd.DataFrame, charts: dict[str, str] | None = None) -> str:
-    """The whole report; ``charts`` maps chart names (``step_time``, ``accuracy_curves_mlp``...) to image links.
+    """The whole report in one document: the headline, then every page's sections under their ``## heading``;
+    ``charts`` maps chart names (``step_time``, ``accuracy_curves_mlp``...) to image links, and an unknown name is a
+    ValueError. ``write_report`` writes the same sections as an index and one page per question."""
+    from tfbench.reports.report import one_document  # the pages' registry, which imports the sections above
 
-    It opens with the headline (:mod:`tfbench.reports.headline`), which fits one screen; every later section
-    keeps its heading, with its tables and charts folded in a ``<details>`` block. When several runs of one
-    machine measured the same thing, only the newest run's record is shown.
-    """
-    frame = latest(frame)
-    charts = dict(charts or {})
-    lines = [f"# {TITLE}", "", "## The answer in one screen", ""]
-    lines += headline(frame, charts.pop("step_time", None))
-    lines += ["", "The details follow, one section each; click a section's line to unfold its tables.", ""]
-    by_section: dict[str, list[str]] = {}
-    for name, link in charts.items():
-        by_section.setdefault(_chart_section(name), []).append(f"![{_chart_title(name)}]({link})")
-    for key, heading, render in SECTIONS:
-        body = render(frame) + [line for image in by_section.get(key, []) for line in ("", image)]
-        if key not in OPEN_SECTIONS:
-            body = folded(f"Show {heading.lower()}", body)
-        lines += [f"## {heading}", ""] + body + [""]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return one_document(frame, charts)

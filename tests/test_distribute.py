@@ -430,15 +430,16 @@ def _distributed_results(path: Path) -> Path:
 def test_the_report_shows_scaling_efficiency_and_says_logical_devices_share_the_cores(tmp_path):
     from tfbench.reports import write_report
 
-    report = write_report([_distributed_results(tmp_path / "results.json")], tmp_path / "report").read_text()
-    section = report[report.index("## Scaling out with tf.distribute"):]
-    section = section[:section.index("\n## ", 5)]
+    index = write_report([_distributed_results(tmp_path / "results.json")], tmp_path / "report")
+    report = index.read_text()
+    assert "](details/distributed.md)" in report and "](figures/scaling.png)" in report
+    section = (index.parent / "details" / "distributed.md").read_text()  # the question's detail page
     assert "Logical CPU devices share the same cores" in section and "never a speed-up" in section
     rows = [line for line in section.splitlines() if line.startswith("| custom_tape")]
     assert len(rows) == 3 and "1 (no strategy)" in rows[0]
     assert "60%" in rows[2] and "1.25x" in rows[2]  # (16 / 2 ms) / (2 x 8 / 1.2 ms) = 0.6; 2 / 1.6 ms
     assert "- MirroredStrategy x2, mlp" in section and "raw_tf_nn 1.00x, custom_tape 1.25x" in section
-    assert "![Scaling efficiency against replicas](figures/scaling.png)" in section
+    assert "![Scaling efficiency against replicas](../figures/scaling.png)" in section
     assert (tmp_path / "report" / "figures" / "scaling.png").stat().st_size > 10_000
     # The single-device sections do not count distributed records as step times.
     assert "Step time by approach and mode" not in report

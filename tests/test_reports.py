@@ -8,6 +8,7 @@ machine with a T4: step times, a failed XLA record, one accuracy run).
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from tfbench.benchmarks import cli
 from tfbench.benchmarks.results import ResultsError
@@ -30,19 +32,22 @@ from tfbench.reports import (
     to_markdown,
     write_report,
 )
+from tfbench.reports import report as report_module
 from tfbench.reports.data import APPROACH_COLOURS, COLUMNS
 from tfbench.reports.markdown import percent, sig
+from tfbench.reports.report import PAGES, Chart, Page, anchor, chart_order, detail_page, index_page
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 CPU = FIXTURES / "results_cpu.json"
 GPU = FIXTURES / "results_gpu.json"
 CPU_MACHINE, GPU_MACHINE = "3f9a1c0b2d4e", "b7e2041c9a55"  # environment.machine_id of the two fixtures
-SECTIONS = ["The answer in one screen", "Summary", "Environment", "Step time", "Speedup over eager",
-            "Throughput by device", "Roofline", "Where the time goes",
-            "Input pipeline", "Accuracy and time-to-accuracy", "Documented recipes", "Tutorials as published",
-            "Scaling out with tf.distribute",
-            "Unsupported, skipped and failed records", "Noisy measurements"]
+# The headings of the report in one document (to_markdown): the headline, then each page's sections in order.
+SECTIONS = ["The answer in one screen", "Step time", "Speedup over eager", "Throughput by device", "Roofline",
+            "Where the time goes", "Input pipeline", "Accuracy and time-to-accuracy", "Documented recipes",
+            "Tutorials as published", "Scaling out with tf.distribute",
+            "Summary", "Environment", "Unsupported, skipped and failed records", "Noisy measurements"]
+INDEX_LIMIT = 20_000  # bytes: the index must read in minutes; the tables live on the detail pages
 # Every chart the fixtures give data for, with its size in pixels.
 CHART_SIZES = {"step_time.png": (1000, 500), "speedup.png": (1000, 500), "throughput.png": (1000, 500),
                "time_to_accuracy.png": (1000, 500), "batch_size.png": (1000, 500),
@@ -188,16 +193,74 @@ def test_every_section_in_order(markdown):
     assert headings == SECTIONS
 
 
-def test_the_headline_comes_first_and_every_long_section_is_folded(report):
-    markdown = report.read_text()
-    first_details = markdown.index("<details>")
-    assert markdown.index("## The answer in one screen") < markdown.index("| approach | at its best |")
-    assert markdown.index("| approach | at its best |") < first_details
-    assert markdown.index("![Step time by approach and mode]") < first_details  # the most telling chart, open
-    for heading in SECTIONS[2:]:  # each detail section's tables sit in a <details> block (or it is one line)
-        body = section(markdown, heading).strip().split("\n", 1)[1].strip()  # without its heading
-        assert body.startswith("<details><summary>") or body.count("\n") < 3, heading
-    assert markdown.count("<details>") == markdown.count("</details>")
+def test_the_index_opens_with_the_headline_then_one_short_answer_per_page(report):
+    index = report.read_text()
+    headings = [line[3:] for line in index.splitlines() if line.startswith("## ")]
+    assert headings == ["The answer in one screen"] + [page.title for page in PAGES]
+    assert index.index("| approach | at its best |") < index.index(f"## {PAGES[0].title}")
+    assert index.index("![Step time by approach and mode](figures/step_time.png)") < index.index(f"## {PAGES[0].title}")
+    assert "<details>" not in index and len(index.encode()) < INDEX_LIMIT
+    for page in PAGES:  # each question links its detail page, which holds its sections
+        body = section(index, page.title)
+        assert f"](details/{page.slug}.md)" in body, page.slug
+        detail = (report.parent / "details" / f"{page.slug}.md").read_text()
+        assert detail.startswith(f"# {page.title}\n") and "](../REPORT.md)" in detail
+        assert [line[3:] for line in detail.splitlines() if line.startswith("## ")] == [h for h, _ in page.sections]
+    assert sorted(p.name for p in (report.parent / "details").iterdir()) == sorted(f"{p.slug}.md" for p in PAGES)
+
+
+def test_the_index_links_only_pages_and_anchors_that_exist(report):
+    pages = [report, *sorted((report.parent / "details").glob("*.md"))]
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            path, _, anchor_ = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.is_file(), f"{page.name}: {target}"
+            if anchor_:
+                headings = [line.lstrip("#").strip() for line in linked.read_text().splitlines()
+                            if line.startswith("#")]
+                assert anchor_ in {anchor(h) for h in headings}, f"{page.name}: {target}"
+
+
+def test_the_committed_index_is_short_and_is_what_the_committed_results_give(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the results files are named as `tox -e report` names them
+    committed = (ROOT / "reports" / "REPORT.md").read_text()
+    assert len(committed.encode()) < INDEX_LIMIT
+    frame = load_results("reports/results")
+    charts = {path.stem: f"figures/{path.name}" for path in sorted((ROOT / "reports" / "figures").glob("*.png"))}
+    charts = {name: charts[name] for name in chart_order(frame) if name in charts}
+    assert index_page(frame, charts) == committed, "reports/REPORT.md is stale: run `tox -e report`"
+    for page in PAGES:
+        assert detail_page(frame, page, charts) == (ROOT / "reports" / "details" / f"{page.slug}.md").read_text()
+
+
+def test_stale_detail_pages_and_charts_are_removed(tmp_path):
+    (tmp_path / "details").mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "details" / "gone.md").write_text("# a page an older report had\n")
+    (tmp_path / "figures" / "gone.png").write_bytes(b"")
+    write_report([GPU], tmp_path)
+    assert not (tmp_path / "details" / "gone.md").exists() and not (tmp_path / "figures" / "gone.png").exists()
+    assert (tmp_path / "details" / "step_time.md").exists()
+
+
+def test_a_new_page_is_one_entry_in_the_registry(tmp_path, monkeypatch):
+    def plot_records(frame, path):
+        figure = Figure(figsize=(4, 2))
+        figure.add_subplot().bar(["records"], [len(frame)])
+        figure.savefig(path)
+        return Path(path)
+
+    page = Page("census", "How many records?", (("Record count", lambda frame: [f"{len(frame)} records."]),),
+                charts=(Chart("census", "Records", plot_records),))
+    monkeypatch.setattr(report_module, "PAGES", [*report_module.PAGES, page])
+    written = write_report([GPU], tmp_path).read_text()
+    count = len(load_results(GPU))
+    assert "## How many records?" in written and "Details: [Record count](details/census.md)." in written
+    assert "![Records](figures/census.png)" in written and (tmp_path / "figures" / "census.png").stat().st_size
+    detail = (tmp_path / "details" / "census.md").read_text()
+    assert "## Record count" in detail and f"{count} records." in detail and "](../figures/census.png)" in detail
+    assert f"{count} records." in to_markdown(load_results(GPU))
 
 
 def test_the_headline_ranks_each_approach_at_its_best_with_its_compiled_gains(markdown):
@@ -354,13 +417,14 @@ def test_unknown_chart_name_is_refused(frame):
 
 def test_write_report_writes_linked_pngs_of_the_right_size(report):
     assert report.name == "REPORT.md"
-    markdown = report.read_text()
+    details = "".join(path.read_text() for path in (report.parent / "details").glob("*.md"))
     assert sorted(p.name for p in (report.parent / "figures").glob("*.png")) == sorted(CHART_SIZES)
     for name, size in CHART_SIZES.items():
         path = report.parent / "figures" / name
         assert path.stat().st_size > 10_000, name
         assert png_size(path) == size, name
-        assert f"](figures/{name})" in markdown
+        assert f"](../figures/{name})" in details  # every chart on its detail page; the main ones on the index too
+    assert "](figures/step_time.png)" in report.read_text() and "](figures/speedup.png)" in report.read_text()
 
 
 @pytest.mark.parametrize("plot", [plot_step_time, plot_speedup, plot_throughput, plot_time_to_accuracy,
