@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from tfbench.reports.as_published import joined, recipe_epochs, recipe_figure, recipe_full_length
+from tfbench.reports.breakdown import CATEGORIES, LABELS, breakdowns
 from tfbench.reports.data import main_device_batch, missing, ok, ordered, sort_key
 from tfbench.reports.markdown import (
     DASH,
@@ -28,6 +29,14 @@ from tfbench.reports.markdown import (
     xla_over_function,
 )
 from tfbench.reports.roofline import has_floor, roofline_cell
+
+
+def _by_device(headers: list[str], rows: list[list], intro: str) -> list[str]:
+    """The intro and the table; with one device only, its column goes and the intro names it (narrower tables)."""
+    devices = {row[0] for row in rows}
+    if len(devices) == 1:
+        return [f"On {devices.pop()}: {intro[0].lower()}{intro[1:]}", "", _table(headers[1:], [r[1:] for r in rows])]
+    return [intro, "", _table(headers, rows)]
 
 
 def fastest_style(frame: pd.DataFrame) -> list[str]:
@@ -69,10 +78,10 @@ def compiled_gains(frame: pd.DataFrame) -> list[str]:
         cells.append(DASH if mine.empty else f"{times(mine.median())} ({_span(mine)})")
         cells.append(DASH if mine.empty else f"{int((mine < 1).sum())} of {len(mine)}")
         rows.append([device, workload, *cells])
-    return ["Medians over every approach, K and batch size, with their range; above 1.00x the compiled mode is "
-            "faster.", "",
-            _table(["Device", "Workload", "tf.function over eager", "XLA over eager", "XLA over tf.function",
-                    "XLA slower than tf.function in"], rows)]
+    return _by_device(["Device", "Workload", "tf.function over eager", "XLA over eager", "XLA over tf.function",
+                       "XLA slower in"], rows,
+                      "Medians over every approach, K and batch size, with their range; above 1.00x the compiled "
+                      "mode is faster. *XLA slower in*: the configurations where XLA was slower than tf.function.")
 
 
 def throughput_per_device(frame: pd.DataFrame) -> list[str]:
@@ -85,9 +94,9 @@ def throughput_per_device(frame: pd.DataFrame) -> list[str]:
         best = group.loc[group["throughput_sps"].idxmax()]
         rows.append([device, workload, sig(best["throughput_sps"]), best["approach"],
                      f"{best['mode']}, K={int(best['steps_per_call'])}", int(best["batch_size"])])
-    return ["The most training samples per second each device reached on each workload, at any approach, mode, "
-            "K and batch size.", "",
-            _table(["Device", "Workload", "Samples/s", "Approach", "Mode", "Batch"], rows)]
+    return _by_device(["Device", "Workload", "Samples/s", "Approach", "Mode", "Batch"], rows,
+                      "The most training samples per second reached on each workload, at any approach, mode, K and "
+                      "batch size.")
 
 
 def roofline_summary(frame: pd.DataFrame) -> list[str]:
@@ -105,9 +114,28 @@ def roofline_summary(frame: pd.DataFrame) -> list[str]:
         rows.append([device, workload, int(batch), f"{fastest['approach']} ({fastest['mode']}, "
                      f"K={int(fastest['steps_per_call'])})", ms(fastest["step_time_median_s"]),
                      roofline_cell(fastest)])
-    return ["How close the fastest step comes to its floor: the sum over its ops of the time the device's "
-            "measured roofs allow (matmul peak, streaming bandwidth at the op's size), and its MFU.", "",
-            _table(["Device", "Workload", "Batch", "Fastest (mode, K)", "Step time", "Roofline"], rows)]
+    return _by_device(["Device", "Workload", "Batch", "Fastest (mode, K)", "Step time", "Roofline"], rows,
+                      "How close the fastest step comes to its floor (the sum over its ops of the time the device's "
+                      "measured roofs allow: matmul peak, streaming bandwidth at the op's size), and its MFU.")
+
+
+def breakdown_summary(frame: pd.DataFrame) -> list[str]:
+    """Per workload and mode: the fastest approach's profiled step and the op categories that take most of it."""
+    found = breakdowns(frame)
+    if found.empty:
+        return ["No breakdown records in these results."]
+    rows = []
+    for (device, workload, batch, mode), group in found.groupby(
+            ["device_label", "workload", "batch_size", "mode"], sort=False):
+        fastest = group.loc[group["profiled_step_s"].idxmin()]
+        shares = sorted(((fastest[f"breakdown_s_{c}"] / fastest["profiled_step_s"], c) for c in CATEGORIES),
+                        reverse=True)
+        rows.append([device, workload, int(batch), f"{mode}, K={int(fastest['steps_per_call'])}",
+                     fastest["approach"], ms(fastest["profiled_step_s"]),
+                     ", ".join(f"{LABELS[c]} {percent(share)}" for share, c in shares[:2])])
+    return _by_device(["Device", "Workload", "Batch", "Mode", "Fastest", "Step (profiled)", "Largest shares"], rows,
+                      "The fastest approach's step in each mode, traced by TensorFlow's profiler, and the two op "
+                      "categories that take most of it (*rest*: no op running, i.e. dispatch and Python).")
 
 
 def input_pipeline_summary(frame: pd.DataFrame) -> list[str]:
@@ -182,19 +210,21 @@ def scaling_summary(frame: pd.DataFrame) -> list[str]:
     if records.empty:
         return ["No distributed records (run `tfbench run --strategy mirrored` or `--strategy multiworker`)."]
     rows = []
-    keys = ["strategy", "device_label", "workload", "batch_size", "mode", "steps_per_call", "replicas"]
-    for (strategy, device, workload, batch, mode, k, replicas), group in records.sort_values(
+    keys = ["device_label", "strategy", "workload", "batch_size", "mode", "steps_per_call", "replicas"]
+    for (device, strategy, workload, batch, mode, k, replicas), group in records.sort_values(
             keys, key=sort_key, kind="stable").groupby(keys, sort=False):
         efficiency = group["scaling_efficiency"].dropna().astype(float)
         low, high = (percent(efficiency.min()), percent(efficiency.max())) if not efficiency.empty else (DASH, DASH)
-        rows.append([strategy, device, workload, int(batch), f"{mode}, K={int(k)}", int(replicas), len(group),
+        rows.append([device, strategy, workload, int(batch), f"{mode}, K={int(k)}", int(replicas), len(group),
                      low if low == high else f"{low}–{high}"])
-    cpu = ("Measured on logical CPU devices that share the same cores: these efficiencies are the strategy's "
-           "overhead, never a speed-up. ") if any(records["device_kind"].fillna("cpu") == "cpu") else ""
-    return [f"{cpu}Scaling efficiency = throughput(N) / (N x throughput(1)), lowest to highest over the "
-            "approaches; each replica at the same batch.", "",
-            _table(["Strategy", "Device", "Workload", "Batch per replica", "Mode", "Replicas", "Approaches",
-                    "Scaling efficiency"], rows)]
+    table = _by_device(["Device", "Strategy", "Workload", "Batch per replica", "Mode", "Replicas", "Approaches",
+                        "Scaling efficiency"], rows,
+                       "Scaling efficiency = throughput(N) / (N x throughput(1)), lowest to highest over the "
+                       "approaches; each replica at the same batch.")
+    if any(records["device_kind"].fillna("cpu") == "cpu"):
+        table = ["Measured on logical CPU devices that share the same cores: these efficiencies are the strategy's "
+                 "overhead, never a speed-up.", "", *table]
+    return table
 
 
 def runs_summary(frame: pd.DataFrame) -> list[str]:

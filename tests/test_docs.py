@@ -94,6 +94,17 @@ def test_the_readme_answer_is_the_committed_report_s():
     assert "](reports/figures/step_time.png)" in answer
 
 
+def test_the_readme_sentence_on_the_cnn_is_what_the_committed_results_say():
+    from tfbench.reports.data import latest, load_results
+    from tfbench.reports.headline import headline_rows
+
+    assert "On the CNN the styles are within 6% of each other at their best, and XLA is" in " ".join(
+        (ROOT / "README.md").read_text().split())
+    _, _, cnn = headline_rows(latest(load_results(ROOT / "reports" / "results")))["cnn"]
+    assert cnn["vs_fastest"].max() <= 1.06 + 0.005  # "within 6%", as rounded
+    assert all(float(gain.rstrip("x")) < 1 for gain in cnn["xla_gain"])  # "XLA is slower than plain tf.function"
+
+
 def test_the_site_builds_with_strict_checks(tmp_path):
     pytest.importorskip("mkdocs")
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
