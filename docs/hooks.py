@@ -4,7 +4,9 @@ The documentation pages live in ``docs/``, but the README (the front page on Git
 (``reports/REPORT.md``, its detail pages, charts and calibration tables) live where the repository's readers look
 for them. This hook adds them to the site, the README as its home page and ``reports/`` under ``reports/``, and
 rewrites every relative link of every page from a repository path to a site path. The same Markdown then works
-on GitHub and in the site, and ``mkdocs build --strict`` checks the links of all of them.
+on GitHub and in the site, and ``mkdocs build --strict`` checks the links of all of them. The report's tables
+are grids of numbers: their cells are kept on one line (``extra.css``), where the prose tables of the other pages
+wrap.
 """
 
 from __future__ import annotations
@@ -58,3 +60,9 @@ def on_page_markdown(markdown, page, config, files):
         return match.group(1) + posixpath.relpath(site_path(resolved), start) + hash_ + anchor + match.group(3)
 
     return LINK.sub(to_site, markdown)
+
+
+def on_page_content(html, page, config, files):
+    if page.file.src_uri.startswith("reports/"):
+        return html.replace("<table>", '<table class="numbers">')
+    return html
