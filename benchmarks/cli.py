@@ -30,6 +30,8 @@ SUBCOMMANDS = {
     "report": ("tfbench.reports.cli", "write REPORT.md and PNG charts from results files"),
     "compare": ("tfbench.benchmarks.gate.compare", "compare two results files; exit 1 on a regression"),
     "ab": ("tfbench.benchmarks.gate.ab", "A/B-compare two revisions of the suite in one job"),
+    "upgrade-ab": ("tfbench.benchmarks.gate.upgrade",
+                   "A/B two TensorFlow versions on the same suite code, each in its own virtual environment"),
     "calibrate-gate": ("tfbench.benchmarks.gate.calibrate",
                        "measure the regression gate's false-alarm and detection rates"),
 }
