@@ -254,11 +254,17 @@ def _group_sort(group: tuple) -> tuple:
     return tuple((0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value)) for value in group)
 
 
-def detect(series: Iterable[Series]) -> None:
+def detect(series: Sequence[Series]) -> None:
+    """Each series' steps, its noise pooled with its group's (one machine, workload, batch: one noise level)."""
+    pooled: dict[tuple, float] = {}
+    for group in {entry.group for entry in series}:
+        pooled[group] = history_steps.pooled_scatter([[p.median for p in s.points] for s in series
+                                                      if s.group == group])
     for entry in series:
         halfwidths = [(math.log(p.high) - math.log(p.low)) / 2 for p in entry.points
                       if p.low and p.high and p.low > 0]
-        entry.steps, entry.sigma = history_steps.detect([p.median for p in entry.points], halfwidths)
+        entry.steps, entry.sigma = history_steps.detect([p.median for p in entry.points], halfwidths,
+                                                        pooled[entry.group])
 
 
 def build(paths: Iterable[str | Path], machine: str | None = None,

@@ -14,15 +14,18 @@ on a 100 ms step:
   segment's cost, so it cannot make one;
 * penalty ``sigma / sqrt(2) * ln(n)`` per change point: BIC under Laplace noise of scale b = sigma / sqrt 2 (the
   cost is the sum of absolute deviations, a change adds a location and a level: 2 parameters x ln(n) / 2 x b),
-  times :data:`PENALTY_FACTOR`; sigma is the noise of one run's log median: the larger of the series' own
+  times :data:`PENALTY_FACTOR`; sigma is the noise of one run's log median: the largest of the series' own
   scatter (the median absolute difference of successive points / (0.6745 sqrt 2), which a step barely moves),
-  the runs' own uncertainty (their medians' 95% interval) and :data:`NOISE_FLOOR` (the same record's median
+  the same scatter pooled over the series of its group (many more differences: a steadier estimate), the
+  runs' own uncertainty (their medians' 95% interval) and :data:`NOISE_FLOOR` (the same record's median
   moves by a few % from one process to the next on a quiet machine, so a history of near-identical runs must
   not call a 0.5% wobble a step);
 * a step is kept only if its ratio's interval excludes 1: ``exp(d +- z * 1.2533 sigma sqrt(1/n1 + 1/n2))``, d the
   difference of the two segments' median log values (1.2533 = sqrt(pi/2), a median's standard error over a
-  mean's), z the normal quantile of a 95% level *Bonferroni-corrected over the n - 1 places a step could be*
-  (PELT looked at every one). PELT proposes, the interval confirms; the weakest unconfirmed step is removed and
+  mean's), z the quantile of a 95% level *Bonferroni-corrected over the n - 1 places a step could be* (PELT
+  looked at every one): normal when sigma is the floor, the group's pooled scatter or the runs' own intervals,
+  Student's t with n - 2 degrees of freedom when it is the series' own scatter (few points estimate it
+  loosely). PELT proposes, the interval confirms; the weakest unconfirmed step is removed and
   the rest re-measured until every step left is confirmed.
 """
 
@@ -69,25 +72,43 @@ def _ruptures():
     return ruptures
 
 
-def noise(log_values: np.ndarray, log_halfwidths: Sequence[float] = ()) -> float:
+def scatter(log_values: np.ndarray) -> float:
+    """The series' own noise: the median absolute successive difference, scaled to a normal sigma."""
+    return float(np.median(np.abs(np.diff(log_values)))) * MAD_TO_SIGMA if log_values.size > 1 else 0.0
+
+
+def pooled_scatter(series: Sequence[Sequence[float]]) -> float:
+    """The noise of a group of series (same machine, workload and batch): the median absolute successive
+    difference of all their log medians, scaled to a normal sigma; 0 without two points in any series."""
+    diffs = [np.abs(np.diff(np.log(np.asarray(values, dtype=float)))) for values in series if len(values) > 1]
+    return float(np.median(np.concatenate(diffs))) * MAD_TO_SIGMA if diffs else 0.0
+
+
+def noise(log_values: np.ndarray, log_halfwidths: Sequence[float] = (), pooled: float = 0.0) -> float:
     """sigma of one point's log median (module docstring)."""
-    scatter = float(np.median(np.abs(np.diff(log_values)))) * MAD_TO_SIGMA if log_values.size > 1 else 0.0
     own = float(np.median(log_halfwidths)) / Z if len(log_halfwidths) else 0.0
-    return max(scatter, own, NOISE_FLOOR)
+    return max(scatter(log_values), own, pooled, NOISE_FLOOR)
 
 
 def penalty(sigma: float, n: int) -> float:
     return PENALTY_FACTOR * sigma / math.sqrt(2.0) * math.log(max(n, 2))
 
 
-def z_value(n: int) -> float:
-    """The two-sided normal quantile of :data:`LEVEL`, Bonferroni-corrected over the n - 1 places of a step."""
-    return NormalDist().inv_cdf(1 - (1 - LEVEL) / (2 * max(n - 1, 1)))
+def z_value(n: int, estimated: bool = False) -> float:
+    """The two-sided quantile of :data:`LEVEL`, Bonferroni-corrected over the n - 1 places of a step: normal
+    when sigma is known (a floor, the runs' own intervals), Student's t with n - 2 degrees of freedom when it was
+    estimated from the series' own n - 1 successive differences (one of which the step takes)."""
+    level = 1 - (1 - LEVEL) / (2 * max(n - 1, 1))
+    if not estimated:
+        return NormalDist().inv_cdf(level)
+    from scipy.stats import t  # scipy comes with ruptures
+
+    return float(t.ppf(level, df=max(n - 2, 1)))
 
 
 def _steps(log_values: np.ndarray, breaks: list[int], sigma: float) -> list[Step]:
     bounds = [0, *breaks, log_values.size]
-    z = z_value(log_values.size)
+    z = z_value(log_values.size, estimated=sigma == scatter(log_values))
     steps = []
     for i, index in enumerate(breaks):
         left, right = np.median(log_values[bounds[i]:index]), np.median(log_values[index:bounds[i + 2]])
@@ -99,14 +120,16 @@ def _steps(log_values: np.ndarray, breaks: list[int], sigma: float) -> list[Step
     return steps
 
 
-def detect(values: Sequence[float], log_halfwidths: Sequence[float] = ()) -> tuple[list[Step], float]:
+def detect(values: Sequence[float], log_halfwidths: Sequence[float] = (), pooled: float = 0.0) -> tuple[list[Step],
+                                                                                                       float]:
     """The confirmed steps of a series of positive medians (in order), and the noise sigma used.
 
-    ``log_halfwidths``: each point's 95% interval half-width in log units (how sure its own median is).
-    A series shorter than ``2 * MIN_SEGMENT`` has no step (too few runs to tell one).
+    ``log_halfwidths``: each point's 95% interval half-width in log units (how sure its own median is);
+    ``pooled``: the noise of the series' group (:func:`pooled_scatter`). A series shorter than
+    ``2 * MIN_SEGMENT`` has no step (too few runs to tell one).
     """
     log_values = np.log(np.asarray(values, dtype=float))
-    sigma = noise(log_values, log_halfwidths)
+    sigma = noise(log_values, log_halfwidths, pooled)
     if log_values.size < 2 * MIN_SEGMENT:
         return [], sigma
     ruptures = _ruptures()

@@ -175,3 +175,15 @@ def test_median_interval_brackets_the_median():
     assert (low, high) == (41.0, 60.0)
     assert history.median_interval([1.0, 2.0]) is None
     assert math.isclose(history_steps.penalty(0.1, 8), 0.1 / math.sqrt(2) * math.log(8))
+
+
+def test_a_noisy_group_widens_a_quiet_series_interval():
+    quiet = [0.010, 0.010, 0.0101, 0.0109, 0.011, 0.0111]  # a 9% step, 1% scatter
+    [step], sigma = history_steps.detect(quiet)
+    assert sigma == history_steps.NOISE_FLOOR
+    pooled = history_steps.pooled_scatter([quiet, [0.02, 0.026, 0.019, 0.025, 0.018, 0.024]])
+    assert pooled == pytest.approx(float(np.median(np.abs(np.diff(np.log(
+        [0.02, 0.026, 0.019, 0.025, 0.018, 0.024]))).tolist() + np.abs(np.diff(np.log(quiet))).tolist()))
+        * history_steps.MAD_TO_SIGMA)
+    steps, wider = history_steps.detect(quiet, pooled=0.10)
+    assert wider == 0.10 and steps == []  # what the group's noise allows, one quiet series cannot prove
