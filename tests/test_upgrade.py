@@ -32,6 +32,7 @@ class FakeShell:
             return 0, ""
         if command[1:4] == ["-m", "pip", "install"]:
             requirement = command[5]
+            self.suite_files = sorted(path.name for path in Path(command[6]).iterdir())
             if any(requirement.startswith(f"tensorflow=={v}") for v in self.missing):
                 return 1, f"ERROR: No matching distribution found for {requirement}"
             return 0, ""
@@ -62,7 +63,9 @@ def test_an_environment_is_built_once_then_reused(tmp_path):
                          run=shell, log=lambda line: None)
     assert env.path == tmp_path / "tf-2.20-py3.11" and env.tensorflow == "2.20.0" and env.keras == "3.15.1"
     assert shell.kinds() == ["venv", "pip", "probe"]
-    assert shell.calls[1][-2:] == ["tensorflow==2.20.*", str(REPO)]
+    assert shell.calls[1][-2] == "tensorflow==2.20.*"
+    assert shell.suite_files == sorted(upgrade.SUITE_SOURCES)  # installed from a copy: the checkout stays clean
+    assert not Path(shell.calls[1][-1]).exists()
     assert (env.path / upgrade.READY_MARKER).is_file()
     again = FakeShell()
     upgrade.ensure("2.20", tmp_path, REPO, base_python_version="3.11.7", run=again, log=lambda line: None)

@@ -6,7 +6,7 @@ environment per TensorFlow version, then ``tfbench ab`` with the same revision o
 ``--python-a`` / ``--python-b`` pointing at the two environments' Pythons.
 
 Each environment is ``<env-dir>/tf-<version>-py<X.Y>``: ``python -m venv`` with the Python running this
-command, then one ``pip install tensorflow==<version> <the suite's checkout>`` (the suite brings its own
+command, then one ``pip install tensorflow==<version> <a copy of the suite's checkout>`` (the suite brings its own
 dependencies; pip resolves both together, so Keras is whichever release that TensorFlow accepts). An
 environment is marked ready (:data:`READY_MARKER`) only once the install and a probe succeeded, and a ready one
 is reused as it is, so a second A/B costs no pip at all. A half-built environment (pip failed, the command was
@@ -31,6 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,6 +53,7 @@ READY_MARKER = ".tfbench-ready"  # written last: its presence means install and 
 DISTRIBUTION = "tf-training-bench"  # the suite's name on pip (pyproject.toml)
 VERSION_PATTERN = re.compile(r"^\d+\.\d+(\.\d+)?$")
 PIP_TAIL_LINES = 15
+SUITE_SOURCES = ("tfbench", "implementations", "benchmarks", "reports", "pyproject.toml", "README.md")
 
 # What the probe runs inside an environment: the versions it holds, and the suite's imports (its dependencies).
 PROBE = """
@@ -141,6 +143,21 @@ def _tail(text: str, lines: int = PIP_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def suite_copy(repo: Path, folder: Path) -> Path:
+    """A copy of what pip needs to install the suite from ``repo`` (its packages, pyproject.toml, README.md)."""
+    target = folder / "suite"
+    target.mkdir()
+    for name in SUITE_SOURCES:
+        origin = repo / name
+        if origin.is_dir():
+            shutil.copytree(origin, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif origin.is_file():
+            shutil.copy2(origin, target / name)
+        else:
+            raise UsageError(f"{repo} has no {name}: run from a checkout of the suite")
+    return target
+
+
 def probe(python: str, repo: Path, run: Run = subprocess_run) -> dict:
     """What an environment holds ({"python", "tensorflow", "keras", "suite"} or *_error entries)."""
     code, output = run([python, "-c", PROBE], {**os.environ, "PYTHONPATH": str(repo)})
@@ -196,7 +213,11 @@ def ensure(version: str, root: Path, repo: Path, *, base_python: str = sys.execu
                          "or Ubuntu install the python3-venv package")
     # PYTHONPATH is dropped: pip must see only the new environment, not the checkout the gate puts on the path.
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    code, output = run([python, "-m", "pip", "install", "--quiet", requirement(version), str(repo)], env)
+    # From a copy of the package's sources: pip builds a local folder in place, and would leave build/ and
+    # *.egg-info in the user's checkout.
+    with tempfile.TemporaryDirectory(prefix="tfbench-suite-") as folder:
+        code, output = run([python, "-m", "pip", "install", "--quiet", requirement(version),
+                            str(suite_copy(repo, Path(folder)))], env)
     if code != 0:
         print(f"--- pip's last lines ---\n{_tail(output)}\n---", file=sys.stderr)
         shutil.rmtree(path, ignore_errors=True)  # never leave a half-built environment to be mistaken for one
