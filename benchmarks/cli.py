@@ -28,8 +28,12 @@ SUBCOMMANDS = {
     "train": ("tfbench.benchmarks.commands", "train one approach, or a documented recipe, and print its accuracy"),
     "run": ("tfbench.benchmarks.runner", "run the benchmark suite and write a results file"),
     "report": ("tfbench.reports.cli", "write REPORT.md and PNG charts from results files"),
+    "history": ("tfbench.reports.history",
+                "chart step times over many runs and list the step changes, with their commit ranges"),
     "compare": ("tfbench.benchmarks.gate.compare", "compare two results files; exit 1 on a regression"),
     "ab": ("tfbench.benchmarks.gate.ab", "A/B-compare two revisions of the suite in one job"),
+    "upgrade-ab": ("tfbench.benchmarks.gate.upgrade",
+                   "A/B two TensorFlow versions on the same suite code, each in its own virtual environment"),
     "calibrate-gate": ("tfbench.benchmarks.gate.calibrate",
                        "measure the regression gate's false-alarm and detection rates"),
 }
