@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 # What each record applies. "none": plain tf.function, Python step index, partial last batch.
 FIXES = ("none", "reduce_retracing", "input_signature", "drop_remainder", "tensor_scalar")
-# The tutorials' habit: print the loss every N steps from inside the step, branching on the step index.
+# The tutorials' habit: log the loss every N steps from inside the step, branching on the step index.
 LOG_EVERY = 4
 # Calls after the epoch on an already-traced signature: a steady step time even when every epoch call traced.
 STEADY_CALLS = 3
@@ -41,18 +41,20 @@ def signature_of(args: Sequence) -> tuple:
     return tuple(parts)
 
 
-def user_step(tf, train_step: Callable, fix: str, jit_compile: bool, sink: str) -> Callable:
+def user_step(tf, train_step: Callable, fix: str, jit_compile: bool) -> Callable:
     """The tutorials' compiled step around ``train_step(x, y) -> (loss, logits)``, with ``fix`` applied.
 
-    It takes ``(x, y, step_index)`` and, as the tutorials do, prints the loss every :data:`LOG_EVERY` steps
-    from inside the step (to ``sink``, a ``file://`` stream). With a Python ``step_index`` the ``if`` is
+    It takes ``(x, y, step_index)`` and, as the tutorials do, logs the loss every :data:`LOG_EVERY` steps
+    from inside the step: it keeps it in a variable (``tf.print``, the tutorials' other way, has no XLA
+    kernel: ``StringFormat`` fails under ``jit_compile=True``). With a Python ``step_index`` the ``if`` is
     decided at trace time (so every value is traced anew); with a tensor, autograph makes it a ``tf.cond``.
     """
+    logged = tf.Variable(0.0, trainable=False)
 
     def step(x, y, step_index):
         loss, _ = train_step(x, y)
         if step_index % LOG_EVERY == 0:
-            tf.print("step", step_index, "loss", loss, output_stream=sink)
+            logged.assign(loss)
         return loss
 
     options: dict = {"jit_compile": jit_compile}

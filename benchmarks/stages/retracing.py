@@ -103,15 +103,13 @@ def _trainer(context: Context, stub: dict):
 
 def _user_loop_epoch(context: Context, stub: dict, x, y) -> tuple[dict, dict]:
     """One epoch of the tutorials' loop around the approach's own ``train_step``, with the record's fix."""
-    import os
-
     from tfbench.benchmarks.environment import effective_settings
     from tfbench.benchmarks.tracing import epoch_batches, run_epoch, user_step
 
     tf, fix = context.tf, stub["variant"]
     trainer = _trainer(context, stub)
     weights = trainer.get_weights()
-    step = user_step(tf, trainer.train_step, fix, jit_compile=stub["mode"] == "xla", sink=f"file://{os.devnull}")
+    step = user_step(tf, trainer.train_step, fix, jit_compile=stub["mode"] == "xla")
     bounds = epoch_batches(int(x.shape[0]), BATCH_SIZE, drop_remainder=fix == "drop_remainder")
     batches = [(x[a:b], y[a:b]) for a, b in bounds]  # sliced before the clock starts
     tensor_index = [tf.constant(i, tf.int64) for i in range(len(batches))]
