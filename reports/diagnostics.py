@@ -96,6 +96,8 @@ def memory_lines(frame: pd.DataFrame) -> list[str]:
     for _, row in ordered(records, "growth_unit").iterrows():
         low, high = row["growth_ci"] if isinstance(row["growth_ci"], (list, tuple)) else (None, None)
         unit = UNIT_NAMES.get(row["growth_unit"], row["growth_unit"])
+        if row["variant"] == "build_clear_session":
+            unit += " with clear_session()"
         mark = "**yes**" if row["growth_flagged"] else "no"
         rows.append([row["approach"], row["mode"], unit, f"{_bytes(row['growth_bytes_per_unit'])}",
                      f"[{_bytes(low)}, {_bytes(high)}]", str(int(row["growth_units"])), mark])
@@ -175,8 +177,11 @@ def plot_memory_growth(frame: pd.DataFrame, path: str | Path) -> Path | None:
             if not isinstance(curve, list) or not curve:
                 continue
             base = curve[0][1]
-            label = f"{row['approach']} ({row['mode']})" + (" ▲ flagged" if row["growth_flagged"] else "")
-            ax.plot([p[0] for p in curve], [(p[1] - base) / 2**20 for p in curve], styles.get(row["mode"], "-"),
+            cleared = row["variant"] == "build_clear_session"
+            label = (f"{row['approach']} ({row['mode']})" + (" + clear_session" if cleared else "")
+                     + (" ▲ flagged" if row["growth_flagged"] else ""))
+            style = "-." if cleared else styles.get(row["mode"], "-")
+            ax.plot([p[0] for p in curve], [(p[1] - base) / 2**20 for p in curve], style,
                     color=approach_colour(row["approach"]), linewidth=2.2 if row["growth_flagged"] else 1.2,
                     label=label)
         ax.set_title(f"per {UNIT_NAMES[unit]}")

@@ -231,3 +231,24 @@ def test_section_names_retracing_fix_flagged_slope_and_differing_settings(tmp_pa
     assert "jit_compile" in both and "not comparable" in both
     assert plot_memory_growth(frame, tmp_path / "memory.png").stat().st_size > 0
     assert plot_memory_growth(frame[frame["kind"] == "step_time"], tmp_path / "none.png") is None
+
+
+def test_memory_growth_stage_records_validate(tf, monkeypatch):
+    from tfbench.benchmarks.devices import Device
+    from tfbench.benchmarks.plan import build_plan
+    from tfbench.benchmarks.stages import memory_growth as stage
+    from tfbench.benchmarks.stages.base import Context
+
+    monkeypatch.setattr(stage, "STEPS", 40)
+    monkeypatch.setattr(stage, "FIT_CALLS", 4)
+    monkeypatch.setattr(stage, "BUILDS", 4)
+    plan = build_plan("full", approaches=["raw_tf_nn"], modes=["function"], stages=["memory_growth"])
+    cpu = Device("cpu", "cpu", "/CPU:0", "test cpu")
+    [job] = stage.jobs(Context(plan=plan, devices=[cpu], results=None, log=print, tf=tf))
+    records = stage.run(Context(plan=plan, devices=[cpu], results=None, log=lambda *a, **k: None, tf=tf), job)
+    assert [(r["variant"], r["status"], r["metrics"]["growth_unit"]) for r in records] == [
+        ("step", "ok", "step"), ("fit_call", "ok", "fit_call"), ("build", "ok", "build"),
+        ("build_clear_session", "ok", "build")]
+    assert len(records[0]["metrics"]["memory_curve"]) == 40 and records[0]["metrics"]["growth_units"] == 40
+    assert all(r["effective"]["jit_compile"] is False for r in records)
+    validate({"schema_version": 1, "environment": {}, "records": records})

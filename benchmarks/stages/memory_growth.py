@@ -6,7 +6,9 @@ slope):
 * ``step``: :data:`STEPS` optimizer steps of one trainer, in every mode, memory read after each step;
 * ``fit_call``: :data:`FIT_CALLS` repeated ``fit()`` calls of one epoch on the same trainer (function mode);
 * ``build``: :data:`BUILDS` fresh builds of the approach in one process, each trained two steps and dropped:
-  a user's hyper-parameter loop, written as users write it (no ``keras.backend.clear_session()``).
+  a user's hyper-parameter loop, written as users write it (no ``keras.backend.clear_session()``);
+* ``build_clear_session``: the same loop with the fix Keras documents, ``keras.backend.clear_session()``
+  (which also runs Python's garbage collector) before each build (``growth_unit`` ``build``).
 
 Each record holds the slope in bytes per unit with its 95% interval, whether it is flagged (above zero and
 above the noise), and the curve subsampled to at most 200 points. The quick profile runs a slice
@@ -25,10 +27,11 @@ WORKLOAD = "mlp"
 BATCH_SIZE = 32
 STEPS = 1000
 WARMUP_CALLS = 5  # before the curve: the first call traces and compiles
-FIT_CALLS = 20
+FIT_CALLS = 12
 FIT_EXAMPLES = 512  # 4 steps a fit() call at batch 128
 FIT_BATCH_SIZE = 128
-BUILDS = 20
+BUILDS = 12
+CLEAR_SESSION = "build_clear_session"
 QUICK_APPROACHES = ("custom_tape", "keras_fit")
 EAGER_REASON = "repeated fit() calls and builds are measured in function mode, what a user's loop compiles"
 
@@ -45,7 +48,8 @@ def jobs(context: Context) -> list[Job]:
                               batch_size=BATCH_SIZE, variant="step") for mode in modes]
         if not quick and "function" in plan.modes:
             stubs += [context.stub(KIND, approach=approach, workload=WORKLOAD, mode="function", device=device.name,
-                                   batch_size=FIT_BATCH_SIZE, variant=unit) for unit in ("fit_call", "build")]
+                                   batch_size=FIT_BATCH_SIZE, variant=unit)
+                      for unit in ("fit_call", "build", CLEAR_SESSION)]
         found.append(Job(KIND, {"device": device}, stubs))
     return found
 
@@ -58,7 +62,7 @@ def run(context: Context, job: Job) -> list[dict]:
     records = []
     for stub in job.stubs:
         context.log(f"memory growth {stub['approach']} {stub['mode']} per {stub['variant']} ({source})")
-        measure = {"step": _steps, "fit_call": _fit_calls, "build": _builds}[stub["variant"]]
+        measure = {"step": _steps, "fit_call": _fit_calls, "build": _builds, CLEAR_SESSION: _builds}[stub["variant"]]
         try:
             with tf.device(device.tf_device):
                 curve, effective = measure(context, stub, read)
@@ -66,7 +70,8 @@ def run(context: Context, job: Job) -> list[dict]:
         except Exception as error:  # this curve fails; the others are still measured
             records.append({**stub, "status": "failed", "reason": failure(error)})
             continue
-        records.append({**stub, "metrics": {"growth_unit": stub["variant"], **found.metrics(),
+        unit = "build" if stub["variant"] == CLEAR_SESSION else stub["variant"]
+        records.append({**stub, "metrics": {"growth_unit": unit, **found.metrics(),
                                             "memory_curve": subsample(curve)}, "effective": effective})
         gc.collect()
     return records
@@ -119,12 +124,17 @@ def _fit_calls(context: Context, stub: dict, read) -> tuple[list, dict]:
 
 
 def _builds(context: Context, stub: dict, read) -> tuple[list, dict]:
-    """:data:`BUILDS` fresh trainers in one process, two steps each, dropped; memory after each."""
+    """:data:`BUILDS` fresh trainers in one process, two steps each, dropped; memory after each (with
+    ``keras.backend.clear_session()`` before each build for the fix's variant)."""
+    import keras
+
     from tfbench.benchmarks.environment import trainer_settings
 
     bank_x, bank_y = _batches(context, FIT_BATCH_SIZE, 2)
     curve, effective = [], None
     for build in range(BUILDS):
+        if stub["variant"] == CLEAR_SESSION:
+            keras.backend.clear_session()
         trainer = _build(context, stub)
         if effective is None:
             effective = trainer_settings(context.tf, trainer, first_batch=(bank_x[0], bank_y[0]))
