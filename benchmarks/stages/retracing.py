@@ -13,8 +13,8 @@ number cannot reach fit's step (it takes only the batch), so the other fixes are
 traces nothing and has no counter: ``unsupported`` with that reason. The tutorials' loops as published
 (:mod:`tfbench.implementations.as_published`) run eagerly: checked in their source, recorded the same way.
 
-The quick profile runs a slice (custom_tape and keras_fit, function mode: a few seconds); the full profile
-runs every approach and mode.
+The quick profile runs a slice (custom_tape and keras_fit, function mode, no fix and the tensor fix: a few
+seconds); the full profile runs every approach, mode and fix.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ FULL_BATCHES = 8  # then one batch of REMAINDER examples: 9 steps an epoch
 REMAINDER = 40
 QUICK_APPROACHES = ("custom_tape", "keras_fit")
 QUICK_MODES = ("function",)
+QUICK_FIXES = ("none", "tensor_scalar")  # the pathology and the fix that removes it, within the quick budget
 EAGER_REASON = ("eager: no tf.function, so nothing is traced and TensorFlow has no trace counter to read "
                 "(every step runs op by op in Python)")
 KERAS_FIXES = ("none", "drop_remainder")
@@ -51,7 +52,7 @@ def jobs(context: Context) -> list[Job]:
     for approach in approaches:
         stubs = [context.stub(KIND, approach=approach, workload=WORKLOAD, mode=mode, device=device.name,
                               batch_size=BATCH_SIZE, variant=fix)
-                 for mode in modes for fix in (("none",) if mode == "eager" else FIXES)]
+                 for mode in modes for fix in (("none",) if mode == "eager" else QUICK_FIXES if quick else FIXES)]
         if stubs:
             found.append(Job(KIND, {"device": device}, stubs))
     if not quick:
