@@ -5,6 +5,7 @@ From the ``retracing`` and ``memory_growth`` records and every record's ``effect
 * which styles retrace their compiled step more than once per input signature, and which measured fix
   brings it to at most one, with the epoch time it saves;
 * which memory slopes lie above zero and above their noise (``growth_flagged``), beside the curves' chart;
+* one run's approaches of one workload that did not start from the same initial weights;
 * records that claim the same key but ran with different settings (jit_compile, dtype policy, oneDNN, flags,
   threads, determinism, backend, initial weights, first batch).
 
@@ -63,7 +64,8 @@ def retracing_lines(frame: pd.DataFrame) -> list[str]:
     lines = ["**Retracing.** One epoch a user would write (a partial last batch; the step index passed as a "
              "Python number), traces counted by TensorFlow's own counter. A signature is the tensors' shapes "
              "and dtypes and a Python argument's type: more than one trace per signature is a trace per Python "
-             "value, wasted. Each fix is its own run; the saving is its epoch's wall time against no fix.", ""]
+             "value, wasted. Each fix is its own run; the saving is its epoch's wall time against no fix (one "
+             "epoch each: differences of a few tenths of a second are within the noise).", ""]
     if flagged:
         for approach, mode, base, best, fixed in flagged:
             what = (f"`{best}` brings it to {int(fixed['trace_count'])} trace(s) and saves "
@@ -134,13 +136,32 @@ def settings_differences(frame: pd.DataFrame) -> list[tuple[str, str, list]]:
     return found
 
 
+def weight_mismatches(frame: pd.DataFrame) -> list[tuple[str, str, list[str]]]:
+    """(run, workload, the approaches) where one run's approaches of one workload started from different
+    initial weights: the fairness every comparison rests on (same network, same initial weights)."""
+    if frame.empty or "effective" not in frame:
+        return []
+    found = []
+    rows = frame[frame["effective"].map(lambda e: isinstance(e, dict) and bool(e.get("init_weights_sha256")))]
+    for (run, workload), group in rows.groupby(["run_id", "workload"], sort=True):
+        hashes = group["effective"].map(lambda e: e["init_weights_sha256"])
+        if hashes.nunique() > 1:
+            by_hash = group.assign(hash=hashes).groupby("hash")["approach"].agg(lambda a: sorted(set(a)))
+            found.append((run, workload, [", ".join(a) for a in by_hash]))
+    return found
+
+
 def settings_lines(frame: pd.DataFrame) -> list[str]:
     differences = settings_differences(frame)
+    mismatches = weight_mismatches(frame)
     if frame.empty or "effective" not in frame or not frame["effective"].map(lambda e: isinstance(e, dict)).any():
         return []
     lines = ["**Effective settings.** Every record states what actually ran, read back after the build "
              "(resolved jit_compile, dtype policy, oneDNN, TF/XLA flags, threads, determinism, Keras backend, "
              "SHA-256 of the initial weights and of the first batch).", ""]
+    for run, workload, groups in mismatches:
+        lines.append(f"- Run `{run}`, {workload}: the approaches did not start from the same initial weights "
+                     f"({' / '.join(groups)}): a comparison between them is not fair.")
     if not differences:
         return lines + ["- No two records of the same key ran with different settings.", ""]
     rows = [[f"`{record_id}`", name, "; ".join(DASH if v is None else f"`{v}`" for v in values)]

@@ -229,6 +229,13 @@ def test_section_names_retracing_fix_flagged_slope_and_differing_settings(tmp_pa
     assert "No two records of the same key" in text
     both = "\n".join(section(frame))
     assert "jit_compile" in both and "not comparable" in both
+    assert "did not start from the same initial weights" not in both
+    unfair = _records(_effective(), leak=False)
+    unfair[1]["effective"] = _effective(init_weights_sha256="c" * 64)
+    unfair[1]["approach"], unfair[1]["id"] = "raw_tf_nn", unfair[1]["id"].replace("custom_tape", "raw_tf_nn")
+    unfair[0]["effective"] = _effective()
+    text = "\n".join(section(load_results([_run_file(tmp_path / "c.json", "run3", unfair)])))
+    assert "did not start from the same initial weights (custom_tape / raw_tf_nn)" in text
     assert plot_memory_growth(frame, tmp_path / "memory.png").stat().st_size > 0
     assert plot_memory_growth(frame[frame["kind"] == "step_time"], tmp_path / "none.png") is None
 
