@@ -312,8 +312,11 @@ class LoopTrainer(Trainer):
         return None
 
     def compiled_functions(self) -> list:
-        # The single-device K-step call (K = 1: the plain step) is what every training call goes through.
-        return [] if self.config.mode == "eager" or self.strategy is not None else [self._train_calls]
+        # The K-step call (K = 1: the plain step), on one device or under the strategy, is what every
+        # training call goes through.
+        if self.config.mode == "eager":
+            return []
+        return [self._train_calls if self.strategy is None else self._distributed_calls]
 
     @abstractmethod
     def train_step(self, x, y):
