@@ -186,3 +186,104 @@ def capture(tf, devices, threads: dict) -> dict:
         "machine_id": machine_id(),
         "argv": sys.argv[1:],
     }
+
+
+# --- what actually ran (issue 24): read back after the build, per record --------------------------------
+
+ENV_FLAG_PREFIXES = ("TF_", "XLA_")
+# Terraform's variables share the TF_ prefix (TF_CLI_CONFIG_FILE, TF_VAR_x, TF_TOKEN_host...): not TensorFlow's,
+# and some hold credentials. A name that looks like a secret is never stored either.
+NOT_TENSORFLOW = ("TF_CLI_", "TF_VAR_", "TF_TOKEN_", "TF_LOG", "TF_INPUT", "TF_WORKSPACE", "TF_IN_AUTOMATION",
+                  "TF_REGISTRY_", "TF_PLUGIN_", "TF_DATA_DIR", "TF_IGNORE")
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "API_KEY")
+
+
+def env_flags(environ: dict | None = None) -> dict[str, str]:
+    """XLA_FLAGS, TF_XLA_FLAGS and every other TensorFlow TF_* / XLA_* variable set in the environment."""
+    environ = os.environ if environ is None else environ
+    return {key: str(value) for key, value in sorted(environ.items())
+            if key.startswith(ENV_FLAG_PREFIXES) and not key.startswith(NOT_TENSORFLOW)
+            and not any(word in key.upper() for word in SECRET_WORDS)}
+
+
+def onednn_enabled(environ: dict | None = None, build_default: Callable[[], bool] | None = None) -> bool | None:
+    """oneDNN's CPU kernels on: TF_ENABLE_ONEDNN_OPTS when set ("0"/"false" off), else what this build does
+    by default (TensorFlow's own IsMklEnabled, which reads the same variable); None if neither can be read."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if value is not None and value.strip():
+        return value.strip().lower() not in ("0", "false", "no", "off")
+    try:
+        if build_default is None:
+            from tensorflow.python.util import _pywrap_util_port
+
+            build_default = _pywrap_util_port.IsMklEnabled
+        return bool(build_default())
+    except (ImportError, AttributeError):
+        return None
+
+
+def op_determinism() -> bool:
+    """tf.config.experimental.enable_op_determinism() is in force (TF 2.21 exports no reader: the
+    framework's own is_op_determinism_enabled, which its public setter writes)."""
+    from tensorflow.python.framework import config
+
+    return bool(config.is_op_determinism_enabled())
+
+
+def resolved_jit_compile(functions) -> bool | None:
+    """The compiled step's jit_compile as TensorFlow holds it: True if any of its tf.functions compiles with
+    XLA, False if compiled without; None when nothing is compiled (eager)."""
+    functions = list(functions)
+    if not functions:
+        return None
+    return any(bool(getattr(fn, "_jit_compile", None)) for fn in functions)
+
+
+def sha256_of(arrays) -> str | None:
+    """SHA-256 of the arrays' bytes in order (float arrays as float32, C order); None without arrays."""
+    import numpy
+
+    arrays = list(arrays or ())
+    if not arrays:
+        return None
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = numpy.asarray(array)
+        if array.dtype.kind == "f":
+            array = array.astype(numpy.float32)
+        digest.update(numpy.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def effective_settings(tf, *, functions=(), model=None, weights=None, first_batch=None,
+                       environ: dict | None = None) -> dict:
+    """What a record actually ran with (results.schema.json, ``$defs/effective``), read back from
+    TensorFlow and Keras after the build: not what was asked for.
+
+    ``functions``: the compiled step's tf.functions (``Trainer.compiled_functions()``, or the diagnostic's
+    own); ``model``: a Keras model whose dtype policy is read (else the global policy); ``weights``: the
+    initial weights in the interface's order; ``first_batch``: (images, labels) of the first step.
+    """
+    import keras
+
+    policy = getattr(model, "dtype_policy", None) or keras.config.dtype_policy()
+    return {
+        "jit_compile": resolved_jit_compile(functions),
+        "dtype_policy": str(getattr(policy, "name", policy)),
+        "onednn": onednn_enabled(environ),
+        "env_flags": env_flags(environ),
+        "intra_op": int(tf.config.threading.get_intra_op_parallelism_threads()),
+        "inter_op": int(tf.config.threading.get_inter_op_parallelism_threads()),
+        "determinism": op_determinism(),
+        "backend": keras.backend.backend(),
+        "init_weights_sha256": sha256_of(weights),
+        "first_batch_sha256": sha256_of(first_batch),
+    }
+
+
+def trainer_settings(tf, trainer, first_batch=None, weights=None) -> dict:
+    """:func:`effective_settings` of a freshly built approach (its weights are still the initial ones)."""
+    return effective_settings(tf, functions=trainer.compiled_functions(), model=getattr(trainer, "model", None),
+                              weights=trainer.get_weights() if weights is None else weights,
+                              first_batch=first_batch)

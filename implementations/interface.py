@@ -267,6 +267,12 @@ class Trainer(ABC):
         self._train_epochs(tf.constant(x), tf.constant(y), plan, epoch_done)
         return history
 
+    def compiled_functions(self) -> list:
+        """The ``tf.function`` objects that make up this approach's compiled training step, outermost first
+        ([] in eager mode): what a diagnostic reads TensorFlow's own trace counter
+        (``experimental_get_tracing_count()``) and resolved ``jit_compile`` from."""
+        return []
+
     def get_weights(self) -> list[np.ndarray]:
         return [np.array(v.numpy()) for v in self.variables_in_order()]
 
@@ -304,6 +310,13 @@ class LoopTrainer(Trainer):
                     "and its gradients run ~1.8x slower than the same ops unrolled (max-pooling does not); "
                     "fit launches an XLA step K times instead, which avoids it")
         return None
+
+    def compiled_functions(self) -> list:
+        # The K-step call (K = 1: the plain step), on one device or under the strategy, is what every
+        # training call goes through.
+        if self.config.mode == "eager":
+            return []
+        return [self._train_calls if self.strategy is None else self._distributed_calls]
 
     @abstractmethod
     def train_step(self, x, y):

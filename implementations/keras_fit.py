@@ -170,8 +170,37 @@ class KerasFit(Trainer):
                    .prefetch(tf.data.AUTOTUNE))
         self.model.fit(dataset, epochs=len(plan), shuffle=False, verbose=0, callbacks=[timer])  # planned order
 
+    def compiled_functions(self):
+        # Keras 3 (keras/src/backend/tensorflow/trainer.py, make_train_function) hands out a plain Python
+        # closure; the tf.functions are in its closure cells: multi_step_on_iterator (reduce_retracing=True)
+        # around one_step_on_data (reduce_retracing=True, jit_compile=model.jit_compile).
+        return tf_functions_in(self.model.train_function)
+
     def variables_in_order(self):
         return self.model.weights
+
+
+def tf_functions_in(fn, depth: int = 4) -> list:
+    """Every ``tf.function`` reachable from ``fn`` through closure cells (wrappers included), outermost first."""
+    found, seen, frontier = [], set(), [fn]
+    for _ in range(depth + 1):
+        following = []
+        for item in frontier:
+            if id(item) in seen or item is None:
+                continue
+            seen.add(id(item))
+            if hasattr(item, "experimental_get_tracing_count"):
+                found.append(item)
+                item = getattr(item, "python_function", None)  # what it wraps may hold more
+            for cell in getattr(item, "__closure__", None) or ():
+                try:
+                    value = cell.cell_contents
+                except ValueError:  # a cell not yet filled
+                    continue
+                if callable(value):
+                    following.append(value)
+        frontier = following
+    return found
 
 
 APPROACH = KerasFit

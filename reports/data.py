@@ -2,6 +2,8 @@
 
 Columns of :func:`load_results` (NaN / None where a record does not have the value):
 
+* ``effective``: the record's effective settings as stored (a dict: jit_compile, dtype_policy, onednn...;
+  None in records written before them);
 * record keys: ``id``, ``kind``, ``approach``, ``workload``, ``mode``, ``steps_per_call``, ``device``,
   ``batch_size``, ``dataset``, ``variant``, ``strategy``, ``replicas`` ("none" and 1 in files written before
   strategies existed), ``status``, ``reason``, ``started``, ``duration_s``;
@@ -126,6 +128,7 @@ def _file_rows(path: Path) -> list[dict]:
             raise ResultsError(f"{path}: record {index} ({record.get('id', '?')}): {error}") from None
         device = devices.get(record["device"], {})
         row = {key: record.get(key) for key in RECORD_COLUMNS}
+        row["effective"] = record.get("effective")  # what actually ran (a dict), where the record says
         row["id"] = record.get("id") or "/".join(str(record[k]) for k in RECORD_COLUMNS[1:10])
         row.update(metrics)
         row.update({column: device.get(column.removeprefix("device_")) for column in DEVICE_COLUMNS})

@@ -282,6 +282,11 @@ def test_a_tiny_real_run_writes_a_valid_results_file(tiny_run):
         assert metrics["binding_roof"] in ("compute", "memory") and metrics["harness_preplaced_bytes"] > 0
         low, high = metrics["speedup_vs_eager_ci"]
         assert low <= metrics["speedup_vs_eager"] <= high
+        # what actually ran, read back: the compiled step's jit_compile follows the mode
+        assert record["effective"]["jit_compile"] is {"eager": None, "function": False, "xla": True}[record["mode"]]
+    # the same network and initial weights for every approach of a workload (the fairness the suite promises)
+    for workload in ("mlp", "cnn"):
+        assert len({r["effective"]["init_weights_sha256"] for r in ok if r["workload"] == workload}) == 1
 
 
 def test_a_failing_record_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):

@@ -6,6 +6,8 @@
 * :mod:`.accuracy`: each approach trained on the real dataset, with time-to-accuracy;
 * :mod:`.recipe`: the tutorials' documented recipes, beside the figures they report;
 * :mod:`.as_published`: each tutorial's own loop as published, against its recipe done well;
+* :mod:`.retracing`: traces of each approach's compiled step over a user's epoch, and what each fix saves;
+* :mod:`.memory_growth`: each approach's memory slope over steps, repeated fit() calls and repeated builds;
 * :mod:`.distributed`: every approach under a ``tf.distribute`` strategy at 1, 2, 4... replicas (only when
   the run names a strategy).
 """
@@ -20,9 +22,12 @@ from tfbench.benchmarks.stages import (
     breakdown,
     distributed,
     input_pipeline,
+    memory_growth,
     recipe,
+    retracing,
     step_time,
 )
 
 STAGES: dict[str, ModuleType] = {stage.KIND: stage for stage in (step_time, breakdown, input_pipeline, accuracy,
-                                                                  recipe, as_published, distributed)}
+                                                                  recipe, as_published, retracing,
+                                                                  memory_growth, distributed)}

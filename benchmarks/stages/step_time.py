@@ -88,6 +88,7 @@ def call_stacks(tf, bank_x, bank_y, k: int) -> tuple[list, list]:
 
 def run(context: Context, job: Job) -> list[dict]:
     from tfbench.benchmarks import devices as dev
+    from tfbench.benchmarks.environment import trainer_settings
     from tfbench.benchmarks.timing import (
         Timed,
         first_and_warmup,
@@ -103,7 +104,7 @@ def run(context: Context, job: Job) -> list[dict]:
     workload = get_workload(job.params["workload"])
     batch_size = job.params["batch_size"]
     sync = lambda: dev.synchronize(device, tf)  # noqa: E731
-    timed, peak_memory, memory_windows = {}, {}, {}
+    timed, peak_memory, memory_windows, effective = {}, {}, {}, {}
     records, metas = split_supported(job.stubs, lambda stub: get_approach(stub["approach"]).unsupported(
         workload, stub["mode"]) or device.unsupported_reason(stub["mode"]))
     if not metas:
@@ -120,6 +121,10 @@ def run(context: Context, job: Job) -> list[dict]:
             try:
                 trainer = build(stub["approach"], workload,
                                 TrainConfig(mode=stub["mode"], steps_per_call=k, seed=plan.seed))
+                # What actually runs, read before the first step (the weights are still the initial ones);
+                # host copies, outside the device allocator whose peak is measured.
+                effective[record_key] = trainer_settings(tf, trainer, first_batch=(calls_of[k][0][0][0],
+                                                                                   calls_of[k][1][0][0]))
                 timed[record_key] = Timed(trainer.runner(*calls_of[k]), steps_per_call=k,
                                           inject_fraction=plan.inject_slowdown)
                 # Build, first call and warm-up run one configuration at a time: its own peak memory.
@@ -158,6 +163,8 @@ def run(context: Context, job: Job) -> list[dict]:
             if roofs is not None:
                 record["metrics"].update(_roofline_metrics(workload, record, roofs))
     for record in records:
+        if record["id"] in effective and record["status"] == "ok":
+            record["effective"] = effective[record["id"]]
         if record["id"] in overhead and record["status"] == "ok":
             record["metrics"]["harness_overhead_fraction"] = overhead[record["id"]]
         if REFERENCE in timed and record["status"] == "ok":
