@@ -7,7 +7,9 @@
 * :mod:`.recipe`: the tutorials' documented recipes, beside the figures they report;
 * :mod:`.as_published`: each tutorial's own loop as published, against its recipe done well;
 * :mod:`.distributed`: every approach under a ``tf.distribute`` strategy at 1, 2, 4... replicas (only when
-  the run names a strategy).
+  the run names a strategy);
+* :mod:`.k_sweep`: step time at K = 1, 2, 4 ... 64 steps per call, and the knee where more stops paying;
+* :mod:`.mixed_precision`: float32, mixed_bfloat16 and mixed_float16 per approach: step time and accuracy.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from tfbench.benchmarks.stages import (
     breakdown,
     distributed,
     input_pipeline,
+    k_sweep,
+    mixed_precision,
     recipe,
     step_time,
 )
 
 STAGES: dict[str, ModuleType] = {stage.KIND: stage for stage in (step_time, breakdown, input_pipeline, accuracy,
-                                                                  recipe, as_published, distributed)}
+                                                                  recipe, as_published, distributed, k_sweep,
+                                                                  mixed_precision)}
