@@ -141,7 +141,7 @@ def run(context: Context, job: Job) -> list[dict]:
 
 
 def _accuracies(context: Context, metas: dict, device) -> dict:
-    """Record id -> (test accuracy or None, diverged?, reason or None): each policy trained to accuracy."""
+    """Record id -> (test accuracy or None, diverged?, reason or None, epochs): each policy trained to accuracy."""
     from tfbench.benchmarks.training import train
     from tfbench.errors import TrainingDiverged
     from tfbench.implementations.interface import TrainConfig
@@ -149,7 +149,7 @@ def _accuracies(context: Context, metas: dict, device) -> dict:
     plan = context.plan
     data, skipped = context.dataset_or_skip(plan.dataset, list(metas.values()))
     if skipped:
-        return {key: (None, False, f"accuracy not measured: {skipped[0]['reason']}") for key in metas}
+        return {key: (None, False, f"accuracy not measured: {skipped[0]['reason']}", None) for key in metas}
     epochs = plan.precision_epochs or plan.accuracy_epochs
     found = {}
     for key, stub in metas.items():
@@ -158,11 +158,11 @@ def _accuracies(context: Context, metas: dict, device) -> dict:
                 result = train(stub["approach"], stub["workload"],
                                TrainConfig(mode=MODE, seed=plan.seed, precision=stub["variant"]), data,
                                epochs=epochs, batch_size=plan.accuracy_batch_size, seed=plan.seed)
-            found[key] = (result["test_accuracy"], False, None)
+            found[key] = (result["test_accuracy"], False, None, epochs)
         except TrainingDiverged as error:
-            found[key] = (None, True, f"training diverged: {error}")
+            found[key] = (None, True, f"training diverged: {error}", epochs)
         except Exception as error:
-            found[key] = (None, False, f"accuracy not measured: {failure(error)}")
+            found[key] = (None, False, f"accuracy not measured: {failure(error)}", None)
     return found
 
 
@@ -180,11 +180,13 @@ def _records(metas: dict, timed: dict, accuracy: dict) -> list[dict]:
             records.append({**stub, "status": "failed", "reason": measured.nonfinite_reason})
             continue
         summary = summarize(measured.samples)
-        test_accuracy, diverged, reason = accuracy.get(key, (None, False, None))
+        test_accuracy, diverged, reason, epochs = accuracy.get(key, (None, False, None, None))
         policy = stub["variant"]
         metrics = {"step_time_s": summary, "noisy": is_noisy(summary), "first_call_s": measured.first_call_s,
                    "throughput_sps": stub["batch_size"] / summary["median"], "precision_policy": policy,
-                   "loss_scaling": policy == "mixed_float16", "test_accuracy": test_accuracy}
+                   "loss_scaling": policy == "mixed_float16"}
+        if test_accuracy is not None:  # absent, not null, when it was not measured (the reason says why)
+            metrics.update(test_accuracy=test_accuracy, epochs=epochs)
         base = baseline.get(stub["approach"])
         if policy == "float32":
             metrics.update(vs_float32=1.0, accuracy_delta=0.0 if test_accuracy is not None else None)
