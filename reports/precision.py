@@ -64,6 +64,29 @@ def cpu_flag_lines(records: pd.DataFrame) -> list[str]:
     return ["CPU features that decide it (py-cpuinfo):", "", *lines, ""] if lines else []
 
 
+def gpu_lines(records: pd.DataFrame) -> list[str]:
+    """What decides it on a GPU: its compute capability (NVIDIA: float16 tensor cores from 7.0, bfloat16
+    from 8.0); on an Apple GPU (tensorflow-metal) the record's probe alone tells what runs."""
+    lines = []
+    if "env_gpu_info" not in records.columns:
+        return lines
+    on_gpus = records[records["device_kind"].isin(["gpu", "metal"])]
+    seen = set()
+    for gpus in on_gpus["env_gpu_info"]:
+        for gpu in gpus if isinstance(gpus, list) else []:
+            name, capability = gpu.get("name"), gpu.get("compute_capability")
+            if (name, capability) in seen:
+                continue
+            seen.add((name, capability))
+            if capability:
+                lines.append(f"- {name}: compute capability {capability} (NVIDIA's tensor cores run float16 "
+                             "from 7.0 and bfloat16 from 8.0)")
+            else:
+                lines.append(f"- {name}: no compute capability reported (an Apple GPU: what runs is what the "
+                             "probe found)")
+    return ["GPUs:", "", *lines, ""] if lines else []
+
+
 def section(frame: pd.DataFrame) -> list[str]:
     """Markdown lines of the section (the caller adds the heading)."""
     records = _records(frame)
@@ -91,7 +114,7 @@ def section(frame: pd.DataFrame) -> list[str]:
     not_measured = measured[measured["reason"].notna()] if "reason" in measured.columns else measured.iloc[0:0]
     for reason in dict.fromkeys(not_measured["reason"]):
         out += [f"Note: {reason}", ""]
-    out += cpu_flag_lines(records)
+    out += cpu_flag_lines(records) + gpu_lines(records)
     others = records[records["status"] != "ok"]
     if not others.empty:
         out += ["Not measured:", ""]

@@ -137,8 +137,10 @@ class _FakeTf:
 
     def cast(self, x, dtype):
         if dtype in self.broken:
-            raise RuntimeError(f"in user code:\n\n  File probe\nNotFoundError: No registered 'Cast' OpKernel for "
-                               f"'GPU' devices compatible with node Cast (DstT={dtype})")
+            # As TensorFlow words a missing kernel: the cause, then the kernels that do exist.
+            raise RuntimeError(f"in user code:\n\n  File probe\nNo OpKernel was registered to support Op "
+                               f"'Conv2D' with these attrs: [T=DT_{dtype.upper()}]\nRegistered kernels:\n"
+                               "  device='GPU'; T in [DT_FLOAT]")
         return 1.0
 
     def Variable(self, value):
@@ -171,7 +173,8 @@ def test_a_policy_the_device_cannot_run_is_unsupported_with_the_error():
     gpu = SimpleNamespace(name="metal:0", tf_device="/GPU:0", kind="metal")
     fake = _FakeTf(broken={"bfloat16"})
     reason = policy_unsupported(fake, gpu, "mixed_bfloat16")
-    assert reason.startswith("metal:0 cannot compute in bfloat16: RuntimeError: NotFoundError: No registered")
+    assert reason == ("metal:0 cannot compute in bfloat16: RuntimeError: No OpKernel was registered to support Op "
+                      "'Conv2D' with these attrs: [T=DT_BFLOAT16]")
     assert policy_unsupported(fake, gpu, "mixed_float16") is None
     assert policy_unsupported(_FakeTf(broken={"float32"}), gpu, "float32") is None  # the baseline is not probed
 
@@ -250,3 +253,18 @@ def test_the_report_gives_each_policy_its_ratio_delta_verdict_and_the_cpu_flags(
     assert "CPU features that decide it" in text and "accuracy not measured" in text
     assert plot_precision(frame, tmp_path / "p.png").stat().st_size > 0
     assert plot_precision(frame.iloc[0:0], tmp_path / "none.png") is None
+
+
+def test_the_report_names_what_decides_it_on_a_gpu():
+    import pandas as pd
+
+    from tfbench.reports.precision import gpu_lines
+
+    records = pd.DataFrame([
+        {"device_kind": "gpu", "env_gpu_info": [{"name": "NVIDIA T4", "compute_capability": "7.5"}]},
+        {"device_kind": "metal", "env_gpu_info": [{"name": "Apple M2", "compute_capability": None}]},
+        {"device_kind": "cpu", "env_gpu_info": []}])
+    lines = gpu_lines(records)
+    assert lines[0] == "GPUs:" and "NVIDIA T4: compute capability 7.5" in lines[2]
+    assert "Apple M2: no compute capability reported" in lines[3]
+    assert gpu_lines(records[records["device_kind"] == "cpu"]) == []

@@ -20,6 +20,7 @@ the timing and training run under the device's ``tf.device`` and sync.
 
 from __future__ import annotations
 
+import re
 import time
 
 from tfbench.benchmarks.stages.base import Context, Job, failure
@@ -75,10 +76,17 @@ def policy_unsupported(tf, device, policy: str) -> str | None:
             grads = tf.function(probe)()
             [float(tf.reduce_sum(g)) for g in grads]
     except Exception as error:
-        # TensorFlow's errors from inside a function start with "in user code:"; the cause is the last line.
-        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-        return f"{device.name} cannot compute in {dtype}: {type(error).__name__}: {lines[-1] if lines else ''}"[:500]
+        return f"{device.name} cannot compute in {dtype}: {type(error).__name__}: {_cause(error)}"[:500]
     return None
+
+
+def _cause(error: BaseException) -> str:
+    """The line of a TensorFlow error that says what is missing: errors raised inside a function start with
+    "in user code:" and a missing kernel ("No OpKernel was registered to support Op 'Conv2D' ... T=DT_BFLOAT16")
+    is followed by the list of the kernels that are registered; else the last line."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    telling = [line for line in lines if re.search(r"OpKernel|No registered|not supported|Unimplemented", line)]
+    return (telling or lines or [""])[0 if telling else -1]
 
 
 def batch_size(plan) -> int:
