@@ -76,7 +76,8 @@ PROFILES = {
                               "the K sweep (to K=16) and mixed precision (1 epoch) only when named",
                     stages=tuple(s for s in STAGE_NAMES if s not in FULL_ONLY_STAGES)),
     "full": Profile("full", "batch sizes 32/128/256/1024, K 1, 16 and 64, more samples, 10 epochs of MNIST, "
-                            "recipes and the tutorials' loops as published to their documented epochs",
+                            "recipes and the tutorials' loops as published to their documented epochs; the K sweep "
+                            "to K=64 and mixed precision (2 epochs of accuracy)",
                     batch_sizes=(32, 128, 256, 1024), steps_per_call=(1, 16, 64), rounds=10, round_budget_s=0.15,
                     warmup=5, accuracy_epochs=10, recipe_epochs=None, as_published_epochs=None,
                     k_sweep_max=64, precision_epochs=2),
