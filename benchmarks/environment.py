@@ -171,9 +171,9 @@ def cpu_flags(info: Callable[[], dict] | None = None) -> list[str]:
     """Which of :data:`DECISIVE_CPU_FLAGS` this CPU reports (py-cpuinfo's ``flags``), in that order.
 
     bfloat16 pays on a CPU with native bfloat16 dot products (avx512_bf16, amx_bf16; ARM bf16); float16 with
-    native float16 arithmetic (avx512_fp16, amx_fp16; ARM asimdhp): without them TensorFlow converts
-    and computes in float32 (f16c only converts). [] when py-cpuinfo cannot tell (e.g. Apple silicon,
-    whose sysctl lists no flags).
+    native float16 arithmetic (avx512_fp16, amx_fp16; ARM asimdhp); without them the 16-bit types are
+    converted around float32 arithmetic or emulated (f16c only converts). [] when py-cpuinfo reports no
+    flags (as on some Apple silicon systems).
     """
     if info is None:
         try:

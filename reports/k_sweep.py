@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from tfbench.reports.data import approach_colour, latest, missing, ok, ordered
 from tfbench.reports.markdown import DASH, _table, ms, times
@@ -94,7 +95,7 @@ def plot_k_sweep(frame: pd.DataFrame, path: str | Path) -> Path | None:
     workloads = list(dict.fromkeys(records["workload"]))
     figure = Figure(figsize=(5.5 * len(workloads) + 2, 4.5), dpi=100, layout="constrained")
     axes = figure.subplots(1, len(workloads), squeeze=False)[0]
-    handles = {}
+    handles, knee_marked = {}, False
     for ax, workload in zip(axes, workloads):
         for _, r in records[records["workload"] == workload].iterrows():
             curve = _curve(r)
@@ -111,9 +112,9 @@ def plot_k_sweep(frame: pd.DataFrame, path: str | Path) -> Path | None:
             handles.setdefault(f"{r['approach']}, {r['mode']}", bars)
             if not missing(r.get("knee_k")) and int(r["knee_k"]) in ks:
                 knee_t = ts[ks.index(int(r["knee_k"]))]
-                ring = ax.scatter([int(r["knee_k"])], [knee_t], s=110, facecolors="none",
-                                  edgecolors=approach_colour(r["approach"]), linewidths=1.5, zorder=5)
-                handles.setdefault("knee", ring)
+                ax.scatter([int(r["knee_k"])], [knee_t], s=110, facecolors="none",
+                           edgecolors=approach_colour(r["approach"]), linewidths=1.5, zorder=5)
+                knee_marked = True
         ax.set_xscale("log", base=2)
         all_ks = sorted({int(k) for ks in records["k_values"] for k in ks})
         ax.set_xticks(all_ks, [str(k) for k in all_ks])
@@ -122,6 +123,9 @@ def plot_k_sweep(frame: pd.DataFrame, path: str | Path) -> Path | None:
         ax.set_ylim(bottom=0)
         ax.set_title(f"{workload}, batch {int(records['batch_size'].iloc[0])}")
         ax.grid(True, alpha=0.3)
+    if knee_marked:  # one legend entry for every approach's ring
+        handles["knee (ring)"] = Line2D([], [], marker="o", markersize=10, markerfacecolor="none",
+                                        markeredgecolor="black", linestyle="none")
     figure.legend(list(handles.values()), list(handles), loc="outside right center", fontsize="small")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
