@@ -160,6 +160,35 @@ def _sysctl_memsize(run: Callable) -> int | None:
         return None
 
 
+# The CPU features that decide reduced precision and matmul speed, by the names py-cpuinfo reports
+# (Linux's /proc/cpuinfo names on x86; ARM's names, e.g. asimdhp for float16 arithmetic, bf16).
+DECISIVE_CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+                      "amx_bf16", "amx_fp16", "amx_int8", "neon", "asimd", "asimdhp", "fphp", "bf16", "i8mm",
+                      "sve", "sme")
+
+
+def cpu_flags(info: Callable[[], dict] | None = None) -> list[str]:
+    """Which of :data:`DECISIVE_CPU_FLAGS` this CPU reports (py-cpuinfo's ``flags``), in that order.
+
+    bfloat16 pays on a CPU with native bfloat16 dot products (avx512_bf16, amx_bf16; ARM bf16); float16 with
+    native float16 arithmetic (avx512_fp16, amx_fp16; ARM asimdhp); without them the 16-bit types are
+    converted around float32 arithmetic or emulated (f16c only converts). [] when py-cpuinfo reports no
+    flags (as on some Apple silicon systems).
+    """
+    if info is None:
+        try:
+            import cpuinfo
+
+            info = cpuinfo.get_cpu_info
+        except ImportError:
+            return []
+    try:
+        reported = {str(flag).lower() for flag in info().get("flags", [])}
+    except Exception:  # its probes can fail on an unusual system: no flags rather than no results file
+        return []
+    return [flag for flag in DECISIVE_CPU_FLAGS if flag in reported]
+
+
 def capture(tf, devices, threads: dict) -> dict:
     import keras
     import numpy
@@ -177,6 +206,7 @@ def capture(tf, devices, threads: dict) -> dict:
         "cpu_model": cpu_model(),
         "cpu_count": cpu_count(),
         "cpu_governor": cpu_governor(),
+        "cpu_flags": cpu_flags(),
         "gpus": [d.description for d in devices if d.kind in ("gpu", "metal")],
         "gpu_info": gpu_info(devices),
         "tensorflow_metal": metal_plugin_version(),

@@ -19,6 +19,8 @@ from tfbench.implementations.workloads import WORKLOADS
 
 DATASET_CHOICES = ("mnist", "fashion_mnist", "synthetic")
 STAGE_NAMES = tuple(STAGES)
+# Diagnostics the quick profile leaves out unless named with --stages (minutes; docs/diagnostics-k-precision.md).
+FULL_ONLY_STAGES = ("k_sweep", "mixed_precision")
 
 
 def _check_names(what: str, values, choices) -> None:
@@ -62,15 +64,23 @@ class Profile:
     # "approach A is x% slower than B" is measured on the same machine state; or one group per
     # approach (False), the grouping the gate was calibrated under.
     interleave_approaches: bool = True
+    # The K sweep (stage k_sweep): K = 1, 2, 4, ... up to this.
+    k_sweep_max: int = 16
+    # Epochs of each precision's training to accuracy (stage mixed_precision); None: accuracy_epochs.
+    precision_epochs: int | None = 1
 
 
 PROFILES = {
     "quick": Profile("quick", "every approach x workload x mode at batch 128, K 1 and 16; 3 epochs of MNIST "
-                              "each; recipes capped at 3 epochs, the tutorials' loops as published at 1"),
+                              "each; recipes capped at 3 epochs, the tutorials' loops as published at 1; "
+                              "the K sweep (to K=16) and mixed precision (1 epoch) only when named",
+                    stages=tuple(s for s in STAGE_NAMES if s not in FULL_ONLY_STAGES)),
     "full": Profile("full", "batch sizes 32/128/256/1024, K 1, 16 and 64, more samples, 10 epochs of MNIST, "
-                            "recipes and the tutorials' loops as published to their documented epochs",
+                            "recipes and the tutorials' loops as published to their documented epochs; the K sweep "
+                            "to K=64 and mixed precision (2 epochs of accuracy)",
                     batch_sizes=(32, 128, 256, 1024), steps_per_call=(1, 16, 64), rounds=10, round_budget_s=0.15,
-                    warmup=5, accuracy_epochs=10, recipe_epochs=None, as_published_epochs=None),
+                    warmup=5, accuracy_epochs=10, recipe_epochs=None, as_published_epochs=None,
+                    k_sweep_max=64, precision_epochs=2),
     "gate": Profile("gate", "the regression gate's small fixed set: step time only, function mode, K=1, "
                             "two approaches on mlp at batch 128",
                     approaches=("custom_tape", "keras_fit"), workloads=("mlp",), modes=("function",),
@@ -120,6 +130,8 @@ class Plan:
     # tf.distribute (the ``distributed`` stage): the strategy and the replica counts it is measured at.
     strategy: str = "none"
     replicas: tuple[int, ...] = (1,)
+    k_sweep_max: int = 16
+    precision_epochs: int | None = 1
 
     def __post_init__(self) -> None:
         for name in _SEQUENCES:  # a plan read back from JSON has lists
@@ -134,7 +146,8 @@ class Plan:
         _check_positive("steps per call", self.steps_per_call)
         _check_positive("rounds, warm-up steps and epochs",
                         [self.rounds, self.accuracy_epochs, self.accuracy_batch_size, self.pipeline_batch_size]
-                        + [n for n in (self.samples, self.recipe_epochs, self.as_published_epochs) if n is not None])
+                        + [n for n in (self.samples, self.recipe_epochs, self.as_published_epochs,
+                                       self.precision_epochs) if n is not None] + [self.k_sweep_max])
         if not (self.approaches and self.workloads and self.modes and self.batch_sizes and self.steps_per_call):
             raise ConfigError("a plan needs at least one approach, workload, mode, batch size and K")
         if not 0 <= self.inject_slowdown < 10:
@@ -204,7 +217,7 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         pipeline_batch_size=chosen.pipeline_batch_size,
         inject_slowdown=inject_slowdown, reference=chosen.reference, roofline=chosen.roofline,
         interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify, strategy=strategy,
-        replicas=replicas,
+        replicas=replicas, k_sweep_max=chosen.k_sweep_max, precision_epochs=chosen.precision_epochs,
     )
 
 

@@ -23,16 +23,17 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfbench.implementations import precision
 from tfbench.implementations.interface import LoopTrainer
-from tfbench.implementations.keras_layers import conv_bias_cost, keras_layer
+from tfbench.implementations.keras_layers import conv_bias_cost, float32_output, keras_layer
 
 
 class SubclassedModel(keras.Model):
     """The workload's network: layers made in ``__init__``, applied in ``call``."""
 
-    def __init__(self, workload):
+    def __init__(self, workload, policy: str = "float32"):
         super().__init__(name=workload.name)
-        self.blocks = [keras_layer(spec) for spec in workload.layers]
+        self.blocks = [keras_layer(spec, policy) for spec in workload.layers] + float32_output(policy)
 
     def call(self, x, training=False):
         for block in self.blocks:
@@ -58,20 +59,24 @@ class CustomTape(LoopTrainer):
                 or super().known_cost(workload, mode, steps_per_call, device_kind))
 
     def _build(self, weights):
-        self.model = SubclassedModel(self.workload)
+        self.model = SubclassedModel(self.workload, self.config.precision)
         self.model(tf.zeros((1, 28, 28, 1)))  # a subclassed model creates its weights on first call
         self.model.set_weights(weights)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         # Under a strategy: one loss per example, averaged over the global batch in replica_step.
         self.per_example_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-        self.optimizer = self.config.optimizer.make()
+        # float16: a LossScaleOptimizer (Keras's mixed-precision guide); otherwise the optimizer itself.
+        self.optimizer = precision.keras_optimizer(self.config.optimizer.make(), self.config.precision)
         self.optimizer.build(self.model.trainable_variables)
 
     def train_step(self, x, y):
         with tf.GradientTape() as tape:
             logits = self.model(x, training=True)
             loss = self.loss_fn(y, logits)  # Keras losses take (y_true, y_pred)
-        grads = tape.gradient(loss, self.model.trainable_variables)
+            # float16: the loss times the loss scale (a LossScaleOptimizer's apply divides the gradients by
+            # it again); every other optimizer's scale_loss returns the loss itself.
+            scaled = self.optimizer.scale_loss(loss) if precision.needs_loss_scaling(self.config.precision) else loss
+        grads = tape.gradient(scaled, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return loss, logits
 

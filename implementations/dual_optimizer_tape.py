@@ -21,8 +21,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tfbench.implementations import precision
 from tfbench.implementations.interface import LoopTrainer, OptimizerSpec
-from tfbench.implementations.keras_layers import conv_bias_cost, keras_layer
+from tfbench.implementations.keras_layers import conv_bias_cost, float32_output, keras_layer
 
 
 class DualOptimizerTape(LoopTrainer):
@@ -44,16 +45,20 @@ class DualOptimizerTape(LoopTrainer):
                 or super().known_cost(workload, mode, steps_per_call, device_kind))
 
     def _build(self, weights):
-        split = self.workload.lower_layers
-        self.lower_layers = keras.Sequential([keras_layer(s) for s in self.workload.layers[:split]], name="lower")
-        self.upper_layers = keras.Sequential([keras_layer(s) for s in self.workload.layers[split:]], name="upper")
+        split, policy = self.workload.lower_layers, self.config.precision
+        self.lower_layers = keras.Sequential([keras_layer(s, policy) for s in self.workload.layers[:split]],
+                                             name="lower")
+        self.upper_layers = keras.Sequential([keras_layer(s, policy) for s in self.workload.layers[split:]]
+                                             + float32_output(policy), name="upper")
         self.model = keras.Sequential([keras.Input((28, 28, 1)), self.lower_layers, self.upper_layers])
         self.model.set_weights(weights)
         self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         # Under a strategy: one loss per example, averaged over the global batch in replica_step.
         self.per_example_loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-        self.lower_optimizer = self.config.optimizer.make()
-        self.upper_optimizer = (self.config.upper_optimizer or self.config.optimizer).make()
+        # float16: each optimizer a LossScaleOptimizer with its own scale (Keras's mixed-precision guide).
+        self.lower_optimizer = precision.keras_optimizer(self.config.optimizer.make(), policy)
+        self.upper_optimizer = precision.keras_optimizer(
+            (self.config.upper_optimizer or self.config.optimizer).make(), policy)
         self.lower_optimizer.build(self.lower_layers.trainable_variables)
         self.upper_optimizer.build(self.upper_layers.trainable_variables)
 
@@ -61,9 +66,12 @@ class DualOptimizerTape(LoopTrainer):
         with tf.GradientTape(persistent=True) as tape:
             logits = self.model(x, training=True)  # training=True: BatchNormalization updates its statistics
             loss = self.loss_fn(y, logits)
-        for layers, optimizer in ((self.lower_layers, self.lower_optimizer),
-                                  (self.upper_layers, self.upper_optimizer)):
-            grads = tape.gradient(loss, layers.trainable_variables)
+            # float16: each optimizer's own scaled loss, recorded on the tape (its apply unscales).
+            scaled = ([self.lower_optimizer.scale_loss(loss), self.upper_optimizer.scale_loss(loss)]
+                      if precision.needs_loss_scaling(self.config.precision) else [loss, loss])
+        for layers, optimizer, objective in ((self.lower_layers, self.lower_optimizer, scaled[0]),
+                                             (self.upper_layers, self.upper_optimizer, scaled[1])):
+            grads = tape.gradient(objective, layers.trainable_variables)
             optimizer.apply_gradients(zip(grads, layers.trainable_variables))
         del tape  # a persistent tape keeps the forward pass alive until released
         return loss, logits

@@ -42,7 +42,7 @@ from typing import ClassVar
 import numpy as np
 
 from tfbench.errors import ConfigError, TrainingDiverged, Unsupported
-from tfbench.implementations import distribute
+from tfbench.implementations import distribute, precision
 from tfbench.implementations.workloads import Workload
 
 MODES = ("eager", "function", "xla")
@@ -99,6 +99,8 @@ class TrainConfig:
     # (several processes, TF_CONFIG); replicas is the number in sync across all of them.
     strategy: str = "none"
     replicas: int = 1
+    # The dtype policy (implementations/precision.py): float32, mixed_bfloat16 or mixed_float16.
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -106,6 +108,7 @@ class TrainConfig:
         if not isinstance(self.steps_per_call, int) or self.steps_per_call < 1:
             raise ConfigError(f"steps per call must be an integer >= 1, got {self.steps_per_call!r}")
         distribute.validate(self.strategy, self.replicas)
+        precision.check(self.precision)
 
 
 def epoch_batches(num_examples: int, batch_size: int, rng: np.random.Generator,

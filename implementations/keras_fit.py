@@ -34,9 +34,9 @@ import time
 import keras
 import tensorflow as tf
 
-from tfbench.implementations import distribute
+from tfbench.implementations import distribute, precision
 from tfbench.implementations.interface import Trainer
-from tfbench.implementations.keras_layers import conv_bias_cost, keras_layer
+from tfbench.implementations.keras_layers import conv_bias_cost, float32_output, keras_layer
 from tfbench.implementations.workloads import INPUT_SHAPE
 
 
@@ -93,11 +93,15 @@ class KerasFit(Trainer):
         return "; ".join(filter(None, [loop, conv_bias_cost(workload, mode, device_kind)]))
 
     def _build(self, weights):
-        self.model = keras.Sequential([keras.Input(INPUT_SHAPE)] + [keras_layer(s) for s in self.workload.layers])
+        policy = self.config.precision  # float32 unless a mixed-precision run asks (implementations/precision.py)
+        layers = [keras_layer(spec, policy) for spec in self.workload.layers] + float32_output(policy)
+        self.model = keras.Sequential([keras.Input(INPUT_SHAPE), *layers])
         self.model.set_weights(weights)
         mode = self.config.mode
         self.model.compile(
-            optimizer=self.config.optimizer.make(),
+            # float16: wrapped in a LossScaleOptimizer here (compile would do it only for a model whose own
+            # policy is mixed_float16; the Sequential's is not, its layers' are), so fit scales the loss.
+            optimizer=precision.keras_optimizer(self.config.optimizer.make(), policy),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
             run_eagerly=mode == "eager",

@@ -26,18 +26,21 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfbench.implementations import precision
 from tfbench.implementations.interface import LoopTrainer
 from tfbench.implementations.workloads import Dense, Flatten
 
 
 class NaiveDense:
-    def __init__(self, W: np.ndarray, b: np.ndarray, activation):
+    def __init__(self, W: np.ndarray, b: np.ndarray, activation, policy: str = "float32"):
         self.W = tf.Variable(W)
         self.b = tf.Variable(b)
         self.activation = activation
+        self.policy = policy  # mixed precision: W and b stay float32, the layer computes in 16 bits
 
     def __call__(self, inputs):
-        return self.activation(tf.matmul(inputs, self.W) + self.b)
+        W, b = (precision.cast_for_compute(w, self.policy) for w in (self.W, self.b))  # float32: W, b themselves
+        return self.activation(tf.matmul(inputs, W) + b)
 
     @property
     def weights(self):
@@ -84,9 +87,12 @@ class NaiveSequentialTrainer(LoopTrainer):
         dense_specs = [s for s in self.workload.layers if isinstance(s, Dense)]
         pairs = zip(weights[0::2], weights[1::2])
         self.model = NaiveSequential([
-            NaiveDense(W, b, tf.nn.relu if spec.activation == "relu" else tf.identity)
+            NaiveDense(W, b, tf.nn.relu if spec.activation == "relu" else tf.identity, self.config.precision)
             for spec, (W, b) in zip(dense_specs, pairs)
         ])
+        # float16: the loss scaled by hand (implementations/precision.py), as the book's update is by hand.
+        self.loss_scale = (precision.DynamicLossScale() if precision.needs_loss_scaling(self.config.precision)
+                           else None)
         self.learning_rate = self.config.optimizer.learning_rate
         # Plain SGD is the book's update_weights; anything else needs an optimizer's state.
         self.optimizer = None if self.config.optimizer.name == "sgd" else self.config.optimizer.make()
@@ -94,18 +100,27 @@ class NaiveSequentialTrainer(LoopTrainer):
             self.optimizer.build(self.model.weights)
 
     def forward(self, x):
-        return self.model(tf.reshape(x, [-1, 28 * 28]))  # the book feeds 784-long vectors
+        policy = self.config.precision
+        logits = self.model(precision.cast_for_compute(tf.reshape(x, [-1, 28 * 28]), policy))  # 784-long vectors
+        return logits if policy == "float32" else tf.cast(logits, tf.float32)  # the loss in float32
 
     def train_step(self, x, y):
         with tf.GradientTape() as tape:
             logits = self.forward(x)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-        gradients = tape.gradient(loss, self.model.weights)
+            objective = loss if self.loss_scale is None else self.loss_scale.scale(loss)
+        gradients = tape.gradient(objective, self.model.weights)
+        if self.loss_scale is None:
+            self._update(gradients)
+        else:  # unscaled, and applied only if finite
+            self.loss_scale.apply(gradients, self._update)
+        return loss, logits
+
+    def _update(self, gradients):
         if self.optimizer is None:
             update_weights(gradients, self.model.weights, self.learning_rate)
         else:
             self.optimizer.apply_gradients(zip(gradients, self.model.weights))
-        return loss, logits
 
     def replica_step(self, x, y):
         with tf.GradientTape() as tape:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfbench.implementations import precision
 from tfbench.implementations.interface import LoopTrainer
 from tfbench.implementations.workloads import NUM_CLASSES, BatchNorm, Conv2D, Dense, Flatten, MaxPool, ReLU
 
@@ -42,9 +43,16 @@ class RawTfNn(LoopTrainer):
         self.params = [tf.Variable(w, name=spec.name.replace("/", "_")) for w, spec in zip(weights, specs)]
         self.optimizer = self.config.optimizer.make()
         self.optimizer.build(self.params)
+        # Mixed precision by hand: the variables above stay float32 (the master copy the optimizer updates),
+        # forward casts them to the compute dtype; float16 scales its loss (implementations/precision.py).
+        self.loss_scale = (precision.DynamicLossScale() if precision.needs_loss_scaling(self.config.precision)
+                           else None)
 
     def forward(self, x):
-        params = iter(self.params)
+        policy = self.config.precision
+        # Under float32 both casts return their input untouched: no op is added.
+        params = (precision.cast_for_compute(p, policy) for p in self.params)
+        x = precision.cast_for_compute(x, policy)
         for spec in self.workload.layers:
             if isinstance(spec, Conv2D):
                 kernel, bias = next(params), next(params)
@@ -63,7 +71,7 @@ class RawTfNn(LoopTrainer):
                 x = tf.matmul(x, kernel) + bias
                 if spec.activation == "relu":
                     x = tf.nn.relu(x)
-        return x
+        return x if policy == "float32" else tf.cast(x, tf.float32)  # the loss in float32
 
     def train_step(self, x, y):
         with tf.GradientTape() as tape:
@@ -71,8 +79,12 @@ class RawTfNn(LoopTrainer):
             # The tutorial's loss: softmax cross-entropy against one-hot labels, averaged.
             loss = tf.reduce_mean(
                 tf.nn.softmax_cross_entropy_with_logits(labels=tf.one_hot(y, NUM_CLASSES), logits=logits))
-        grads = tape.gradient(loss, self.params)
-        self.optimizer.apply_gradients(zip(grads, self.params))
+            objective = loss if self.loss_scale is None else self.loss_scale.scale(loss)
+        grads = tape.gradient(objective, self.params)
+        if self.loss_scale is None:
+            self.optimizer.apply_gradients(zip(grads, self.params))
+        else:  # unscaled, and applied only if finite
+            self.loss_scale.apply(grads, lambda unscaled: self.optimizer.apply_gradients(zip(unscaled, self.params)))
         return loss, logits
 
     def replica_step(self, x, y):

@@ -8,6 +8,8 @@
 * :mod:`.as_published`: each tutorial's own loop as published, against its recipe done well;
 * :mod:`.retracing`: traces of each approach's compiled step over a user's epoch, and what each fix saves;
 * :mod:`.memory_growth`: each approach's memory slope over steps, repeated fit() calls and repeated builds;
+* :mod:`.k_sweep`: step time at K = 1, 2, 4 ... 64 steps per call, and the knee where more stops paying;
+* :mod:`.mixed_precision`: float32, mixed_bfloat16 and mixed_float16 per approach: step time and accuracy;
 * :mod:`.distributed`: every approach under a ``tf.distribute`` strategy at 1, 2, 4... replicas (only when
   the run names a strategy).
 """
@@ -22,12 +24,14 @@ from tfbench.benchmarks.stages import (
     breakdown,
     distributed,
     input_pipeline,
+    k_sweep,
     memory_growth,
+    mixed_precision,
     recipe,
     retracing,
     step_time,
 )
 
 STAGES: dict[str, ModuleType] = {stage.KIND: stage for stage in (step_time, breakdown, input_pipeline, accuracy,
-                                                                  recipe, as_published, retracing,
-                                                                  memory_growth, distributed)}
+                                                                  recipe, as_published, retracing, memory_growth,
+                                                                  k_sweep, mixed_precision, distributed)}
