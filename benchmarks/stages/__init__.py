@@ -7,7 +7,8 @@
 * :mod:`.recipe`: the tutorials' documented recipes, beside the figures they report;
 * :mod:`.as_published`: each tutorial's own loop as published, against its recipe done well;
 * :mod:`.distributed`: every approach under a ``tf.distribute`` strategy at 1, 2, 4... replicas (only when
-  the run names a strategy).
+  the run names a strategy);
+* :mod:`.peer`: the best TensorFlow styles beside Keras 3 on JAX and plain JAX (the full profile; JAX optional).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from tfbench.benchmarks.stages import (
     breakdown,
     distributed,
     input_pipeline,
+    peer,
     recipe,
     step_time,
 )
 
 STAGES: dict[str, ModuleType] = {stage.KIND: stage for stage in (step_time, breakdown, input_pipeline, accuracy,
-                                                                  recipe, as_published, distributed)}
+                                                                  recipe, as_published, distributed, peer)}
