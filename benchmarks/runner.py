@@ -25,7 +25,16 @@ from pathlib import Path
 from tfbench.benchmarks.commands import EXIT_FAILED, positive_int
 from tfbench.benchmarks.console import progress, starting_tensorflow
 from tfbench.benchmarks.multiworker import DEFAULT_TIMEOUT_S
-from tfbench.benchmarks.plan import BACKENDS, DATASET_CHOICES, PROFILES, STAGE_NAMES, Plan, Profile, build_plan, check_device
+from tfbench.benchmarks.plan import (
+    BACKENDS,
+    DATASET_CHOICES,
+    PROFILES,
+    STAGE_NAMES,
+    Plan,
+    Profile,
+    build_plan,
+    check_device,
+)
 from tfbench.benchmarks.results import ResultsFile
 from tfbench.errors import ConfigError, UsageError
 from tfbench.implementations.distribute import STRATEGIES

@@ -99,6 +99,8 @@ def run(context: Context, job: Job) -> list[dict]:
     if reason:
         records += unsupported(jax_stubs, reason)
         jax_stubs = []
+    if not tf_stubs and not jax_stubs:
+        return records
     worker = None
     if jax_stubs:
         from tfbench.benchmarks.peer_worker import PeerWorker
