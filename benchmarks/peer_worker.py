@@ -188,6 +188,10 @@ def worker_env() -> dict:
     return env
 
 
+class WorkerGone(RuntimeError):
+    """The worker process ended while a request was under way."""
+
+
 class PeerWorker:
     """The JAX worker process, one request at a time."""
 
@@ -202,7 +206,7 @@ class PeerWorker:
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"the JAX worker ended (exit status {self.process.wait()}) during {op!r}")
+            raise WorkerGone(f"the JAX worker ended (exit status {self.process.wait()}) during {op!r}")
         return json.loads(line)
 
     def close(self) -> None:

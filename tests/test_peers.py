@@ -52,16 +52,18 @@ def test_jobs_key_the_jax_rows_apart_and_cap_k():
     from tfbench.benchmarks.stages import peer
     from tfbench.benchmarks.stages.base import Context
 
-    plan = build_plan("full", workloads=["mlp"], batch_sizes=[128], steps_per_call=[1, 16, 64])
+    plan = build_plan("full", workloads=["mlp"], batch_sizes=[32, 128], steps_per_call=[1, 16, 64])
     device = SimpleNamespace(name="cpu", kind="cpu")
     context = Context(plan=plan, devices=[device], results=None, log=print, tf=None)
-    [job] = peer.jobs(context)
+    [job] = peer.jobs(context)  # b32 left to the step-time stage: b128 (and b1024) only
     ids = [s["id"] for s in job.stubs]
     assert len(ids) == len(set(ids)) == 2 * (len(peer.TF_STYLES) + len(peer.JAX_STYLES))  # K 1 and 16, not 64
     assert sum(i.endswith("/jax") for i in ids) == 2 * len(peer.JAX_STYLES)
     gpu_only = Context(plan=plan, devices=[SimpleNamespace(name="gpu:0", kind="gpu")], results=None, log=print,
                        tf=None)
     assert peer.jobs(gpu_only) == []
+    assert peer.batch_sizes(build_plan("full", batch_sizes=[64])) == [64]
+    assert peer.ks(plan, 1024) == [1] and peer.ks(plan, 128) == [1, 16]
 
 
 def test_hlo_counter_counts_kernels_not_fused_or_reducer_computations():

@@ -42,6 +42,9 @@ TF_STYLES = (("raw_tf_nn", "function"), ("raw_tf_nn", "xla"), ("keras_fit", "fun
 JAX_STYLES = (("keras_fit", "xla"), ("plain_jax", "xla"))  # every JAX step is jit-compiled: mode xla
 REFERENCE = ("raw_tf_nn", "function")  # the weights every other row is compared with
 MAX_K = 16  # K = 64 adds compile time and nothing new: K = 16 already amortises a call (k_sweep stage)
+# Of the full profile's batch sizes, the headline one and the compute-bound end: the stage stays under ~10
+# minutes on 2 cores. A plan with none of these (e.g. --batch-size 64) is measured at its own.
+PEER_BATCH_SIZES = (128, 1024)
 AGREEMENT_STEPS = 20
 AGREEMENT_BATCH = 32
 # float32, 20 Adam steps at lr 1e-3 move the weights by ~2e-2; the styles differ by reduction order only
@@ -51,8 +54,18 @@ AGREEMENT_TOLERANCE = 5e-5
 PREFIX = "roof:"
 
 
-def ks(plan) -> list[int]:
+LARGE_BATCH = 1024  # from here one step takes tens of ms: K > 1 amortises nothing, and a call of 16 would
+# take seconds (two a round, ten rounds, per configuration), so these batches are measured at K = 1 only
+
+
+def ks(plan, batch_size: int | None = None) -> list[int]:
+    if batch_size is not None and batch_size >= LARGE_BATCH:
+        return [1]
     return [k for k in plan.steps_per_call if k <= MAX_K] or [1]
+
+
+def batch_sizes(plan) -> list[int]:
+    return [b for b in plan.batch_sizes if b in PEER_BATCH_SIZES] or list(plan.batch_sizes)
 
 
 def jobs(context: Context) -> list[Job]:
@@ -62,10 +75,10 @@ def jobs(context: Context) -> list[Job]:
         if device.kind != "cpu":
             continue
         for workload in plan.workloads:
-            for batch_size in plan.batch_sizes:
+            for batch_size in batch_sizes(plan):
                 stubs = [context.stub(KIND, approach=approach, workload=workload, mode=mode, steps_per_call=k,
                                       device=device.name, batch_size=batch_size, backend=backend)
-                         for k in ks(plan)
+                         for k in ks(plan, batch_size)
                          for backend, styles in (("tensorflow", TF_STYLES), ("jax", JAX_STYLES))
                          if backend in backends for approach, mode in styles]
                 found.append(Job(KIND, {"workload": workload, "batch_size": batch_size, "device": device}, stubs))
@@ -89,6 +102,7 @@ def env_flags(context: Context, backend: str, worker_env: dict | None) -> dict:
 
 
 def run(context: Context, job: Job) -> list[dict]:
+    from tfbench.benchmarks.peer_worker import WorkerGone
     from tfbench.implementations.workloads import get_workload
 
     workload = get_workload(job.params["workload"])
@@ -108,6 +122,9 @@ def run(context: Context, job: Job) -> list[dict]:
         worker = PeerWorker()
     try:
         records += _measure(context, job, workload, tf_stubs, jax_stubs, worker)
+    except WorkerGone as error:  # the JAX process died (out of memory, a crash in XLA): TensorFlow's rows alone
+        records += [{**stub, "status": "failed", "reason": str(error)} for stub in jax_stubs]
+        records += _measure(context, job, workload, tf_stubs, [], None) if tf_stubs else []
     finally:
         if worker is not None:
             worker.close()
@@ -169,7 +186,7 @@ def _measure(context: Context, job: Job, workload, tf_stubs: list, jax_stubs: li
                                                       1e-9), lo, hi))
         nonfinite = {}
         for r in range(sampling["rounds"]):
-            for k in _rotated(ks(plan), r):
+            for k in _rotated(ks(plan, batch_size), r):
                 local = [key for key in timed if key in per_round and key not in roof_keys
                          and stubs[key]["steps_per_call"] == k]
                 jax_keys = [key for key in remote if stubs[key]["steps_per_call"] == k]
