@@ -235,3 +235,36 @@ def test_keras_on_jax_in_its_worker_agrees_and_is_timed(tmp_path):
     for peer in ("keras_jax", "plain_jax"):
         weights = [stored[f"{peer}_{i}"] for i in range(reply["weights"][peer])]
         assert max_abs_diff(weights, reference) <= AGREEMENT_TOLERANCE
+
+
+def test_a_worker_that_ends_is_a_worker_gone_error():
+    from tfbench.benchmarks.peer_worker import PeerWorker, WorkerGone
+
+    worker = PeerWorker()
+    worker.process.kill()
+    worker.process.wait()
+    with pytest.raises((WorkerGone, BrokenPipeError)):
+        worker.request("round", keys=[])
+    worker.close()
+
+
+def test_the_stage_end_to_end_writes_records_the_schema_accepts(tmp_path):
+    pytest.importorskip("jax")
+    import tfbench
+    from tfbench.benchmarks.results import load
+
+    results = tfbench.run("full", stages=["peer"], workloads=["mlp"], batch_sizes=[16], steps_per_call=[1],
+                          samples=2, output=tmp_path / "peer.json")
+    document = load(tmp_path / "peer.json")  # validated against the schema on the way in
+    records = {(r["approach"], r["mode"], r["backend"]): r for r in document["records"]}
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records.values()), results.records
+    for key, record in records.items():
+        m = record["metrics"]
+        assert m["agreement_max_abs_diff"] <= m["agreement_tolerance"], key
+        assert m["vs_best_tensorflow"] > 0 and len(m["vs_best_tensorflow_ci"]) == 2
+        assert 0 < m["fraction_of_floor"]
+        assert record["effective"]["backend"] == key[2]
+    assert records[("keras_fit", "xla", "jax")]["metrics"]["callback_ms_per_step"] > 0
+    assert records[("plain_jax", "xla", "jax")]["metrics"]["hlo_ops"]["fusions"] > 0
+    assert "--xla_cpu_multi_thread_eigen=true" in records[("plain_jax", "xla", "jax")]["effective"]["env_flags"][
+        "XLA_FLAGS"]
