@@ -114,6 +114,10 @@ def _peer_frame(tmp_path, diff=1e-6):
                                  "vs_best_tensorflow": ratio, "vs_best_tensorflow_ci": [ratio - 0.1, ratio + 0.1],
                                  "fraction_of_floor": 0.3, "agreement_steps": 20, "agreement_tolerance": 5e-5,
                                  "agreement_max_abs_diff": 0.0 if approach == "raw_tf_nn" else diff})
+        hlo = {"raw_tf_nn": {"fusions": 41, "unfused_ops": 12, "by_opcode": {"dot": 6}},
+               "plain_jax": {"fusions": 47, "unfused_ops": 7, "by_opcode": {"dot": 4}}}.get(approach)
+        if hlo:
+            record["metrics"]["hlo_ops"] = hlo
         records.append(record)
     document = {"schema_version": 1, "run_id": "t", "created": "2026-01-01T00:00:00+00:00",
                 "updated": "2026-01-01T00:00:00+00:00", "complete": True, "config": {"profile": "full"},
@@ -133,6 +137,7 @@ def test_report_section_and_chart(tmp_path):
     text = "\n".join(section(frame))
     assert "raw_tf_nn xla" in text and "Keras 3 on JAX" in text and "plain JAX" in text
     assert "0.80x [0.70, 0.90]" in text and "30.0%" in text and "DISAGREES" not in text
+    assert "| 41 " in text and "| 47 " in text and "| 7 " in text  # the HLO table: TF XLA's and JAX's counts
     assert plot_peers(frame, tmp_path / "peers.png").stat().st_size > 0
     bad = "\n".join(section(_peer_frame(tmp_path, diff=1e-3)))
     assert "DISAGREES" in bad

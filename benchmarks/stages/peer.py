@@ -280,12 +280,20 @@ def _cross_checks(trainers: dict, remote: list, stubs: dict, worker, bank_x, ban
 
 
 def _hlo_counts(trainers: dict, stubs: dict, worker, workload, bank_x, bank_y, tf) -> dict:
-    """The optimized HLO's fusions and unfused ops of raw_tf_nn's XLA step and of plain JAX's, per K."""
+    """The optimized HLO's fusions and unfused ops of raw_tf_nn's XLA step and of plain JAX's, and the ops of
+    raw_tf_nn's plain tf.function graph, per K."""
     from tfbench.benchmarks.peer_worker import hlo_counts
 
     found = {}
     for key, trainer in trainers.items():
         stub = stubs[key]
+        if (stub["approach"], stub["mode"]) == ("raw_tf_nn", "function"):
+            k = stub["steps_per_call"]
+            try:
+                graph = trainer._train_calls.get_concrete_function(bank_x[:k], bank_y[:k]).graph
+                found[key] = graph_counts(graph)
+            except Exception:  # the count is an explanation, not the measurement: the record goes without
+                pass
         if (stub["approach"], stub["mode"]) == ("raw_tf_nn", "xla"):
             k = stub["steps_per_call"]
             try:
@@ -302,6 +310,21 @@ def _hlo_counts(trainers: dict, stubs: dict, worker, workload, bank_x, bank_y, t
                 if "error" not in reply:
                     found[key] = reply
     return found
+
+
+# Graph nodes that run no kernel of their own (or a trivial one): left out of the count of a graph's ops.
+NOT_KERNELS = ("Const", "Placeholder", "NoOp", "Identity", "_Arg", "_Retval")
+
+
+def graph_counts(graph) -> dict:
+    """The ops of TensorFlow's traced step graph (``tf.function`` without XLA), by type: each runs as a kernel
+    of its own (before Grappler's rewrites, which fuse a few, e.g. MatMul + BiasAdd + Relu on oneDNN), where
+    XLA fuses element-wise chains (the Adam update, the loss) into a handful of loops."""
+    counts: dict = {}
+    for op in graph.get_operations():
+        if op.type not in NOT_KERNELS:
+            counts[op.type] = counts.get(op.type, 0) + 1
+    return {"graph_ops": sum(counts.values()), "by_opcode": counts}
 
 
 _AGREEMENT: dict = {}  # (workload, seed) -> {(approach, mode, backend): max abs diff}, once a process
