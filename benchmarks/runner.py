@@ -28,6 +28,7 @@ from tfbench.benchmarks.multiworker import DEFAULT_TIMEOUT_S
 from tfbench.benchmarks.plan import (
     BACKENDS,
     DATASET_CHOICES,
+    FULL_ONLY_STAGES,
     PROFILES,
     STAGE_NAMES,
     Plan,
@@ -54,7 +55,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", nargs="+", type=positive_int, help="batch sizes for step time")
     parser.add_argument("--steps-per-call", nargs="+", type=positive_int, metavar="K", help="steps per call")
     parser.add_argument("--stages", nargs="+", choices=STAGE_NAMES,
-                        help=f"only these stages (default: {' '.join(STAGE_NAMES)})")
+                        help=f"only these stages (default: {' '.join(STAGE_NAMES)}; the quick profile leaves out "
+                             f"{' '.join(FULL_ONLY_STAGES)})")
     parser.add_argument("--dataset", choices=DATASET_CHOICES, help="dataset of the accuracy stage (default: mnist)")
     parser.add_argument("--data-dir", help="folder with mnist/ IDX files (default: $TFBENCH_DATA_DIR, Keras cache)")
     parser.add_argument("--no-verify", action="store_true",
