@@ -19,8 +19,11 @@ from tfbench.implementations.workloads import WORKLOADS
 
 DATASET_CHOICES = ("mnist", "fashion_mnist", "synthetic")
 STAGE_NAMES = tuple(STAGES)
-# Diagnostics the quick profile leaves out unless named with --stages (minutes; docs/diagnostics-k-precision.md).
-FULL_ONLY_STAGES = ("k_sweep", "mixed_precision")
+BACKENDS = ("tensorflow", "jax")
+# Stages the quick profile leaves out unless named with --stages: the K sweep and mixed precision (minutes;
+# docs/diagnostics-k-precision.md) and the peer stage (~6 min on 2 cores, a JAX process of its own).
+FULL_ONLY_STAGES = ("k_sweep", "mixed_precision", "peer")
+QUICK_STAGES = tuple(name for name in STAGE_NAMES if name not in FULL_ONLY_STAGES)
 
 
 def _check_names(what: str, values, choices) -> None:
@@ -73,8 +76,8 @@ class Profile:
 PROFILES = {
     "quick": Profile("quick", "every approach x workload x mode at batch 128, K 1 and 16; 3 epochs of MNIST "
                               "each; recipes capped at 3 epochs, the tutorials' loops as published at 1; "
-                              "the K sweep (to K=16) and mixed precision (1 epoch) only when named",
-                    stages=tuple(s for s in STAGE_NAMES if s not in FULL_ONLY_STAGES)),
+                              "the K sweep (to K=16), mixed precision (1 epoch) and the peer stage only when named",
+                    stages=QUICK_STAGES),
     "full": Profile("full", "batch sizes 32/128/256/1024, K 1, 16 and 64, more samples, 10 epochs of MNIST, "
                             "recipes and the tutorials' loops as published to their documented epochs; the K sweep "
                             "to K=64 and mixed precision (2 epochs of accuracy)",
@@ -89,7 +92,8 @@ PROFILES = {
                     reference=True, roofline=False, intra_op=1, interleave_approaches=False),
 }
 
-_SEQUENCES = ("approaches", "workloads", "modes", "batch_sizes", "steps_per_call", "devices", "stages", "replicas")
+_SEQUENCES = ("approaches", "workloads", "modes", "batch_sizes", "steps_per_call", "devices", "stages", "replicas",
+              "backends")
 # A CPU split into more logical devices than this measures thread contention, not a strategy.
 MAX_LOGICAL_CPUS = 8
 # Timed samples per configuration under multiworker when --samples is not given: every worker must make the
@@ -132,6 +136,8 @@ class Plan:
     replicas: tuple[int, ...] = (1,)
     k_sweep_max: int = 16
     precision_epochs: int | None = 1
+    # The frameworks the peer stage measures: tensorflow (its best styles), jax (Keras 3 on JAX, plain JAX).
+    backends: tuple[str, ...] = BACKENDS
 
     def __post_init__(self) -> None:
         for name in _SEQUENCES:  # a plan read back from JSON has lists
@@ -142,6 +148,9 @@ class Plan:
         _check_names("mode", self.modes, MODES)
         _check_names("stage", self.stages, STAGE_NAMES)
         _check_names("dataset", [self.dataset], DATASET_CHOICES)
+        _check_names("backend", self.backends, BACKENDS)
+        if not self.backends:
+            raise ConfigError("a plan needs at least one backend (tensorflow, jax)")
         _check_positive("batch sizes", self.batch_sizes)
         _check_positive("steps per call", self.steps_per_call)
         _check_positive("rounds, warm-up steps and epochs",
@@ -184,7 +193,7 @@ class Plan:
 def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes=None, batch_sizes=None,
                steps_per_call=None, stages=None, dataset: str = "mnist", data_dir: str | None = None,
                samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0, verify: bool = True,
-               strategy: str = "none", replicas=None) -> Plan:
+               strategy: str = "none", replicas=None, backends=None) -> Plan:
     """The plan of ``profile`` narrowed by the given filters (None keeps the profile's choice).
 
     A strategy other than ``none`` measures the ``distributed`` stage only, unless ``stages`` says otherwise;
@@ -218,6 +227,7 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         inject_slowdown=inject_slowdown, reference=chosen.reference, roofline=chosen.roofline,
         interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify, strategy=strategy,
         replicas=replicas, k_sweep_max=chosen.k_sweep_max, precision_epochs=chosen.precision_epochs,
+        backends=tuple(backends or BACKENDS),
     )
 
 

@@ -25,7 +25,17 @@ from pathlib import Path
 from tfbench.benchmarks.commands import EXIT_FAILED, positive_int
 from tfbench.benchmarks.console import progress, starting_tensorflow
 from tfbench.benchmarks.multiworker import DEFAULT_TIMEOUT_S
-from tfbench.benchmarks.plan import DATASET_CHOICES, PROFILES, STAGE_NAMES, Plan, Profile, build_plan, check_device
+from tfbench.benchmarks.plan import (
+    BACKENDS,
+    DATASET_CHOICES,
+    FULL_ONLY_STAGES,
+    PROFILES,
+    STAGE_NAMES,
+    Plan,
+    Profile,
+    build_plan,
+    check_device,
+)
 from tfbench.benchmarks.results import ResultsFile
 from tfbench.errors import ConfigError, UsageError
 from tfbench.implementations.distribute import STRATEGIES
@@ -45,7 +55,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", nargs="+", type=positive_int, help="batch sizes for step time")
     parser.add_argument("--steps-per-call", nargs="+", type=positive_int, metavar="K", help="steps per call")
     parser.add_argument("--stages", nargs="+", choices=STAGE_NAMES,
-                        help=f"only these stages (default: {' '.join(STAGE_NAMES)})")
+                        help=f"only these stages (default: {' '.join(STAGE_NAMES)}; the quick profile leaves out "
+                             f"{' '.join(FULL_ONLY_STAGES)})")
     parser.add_argument("--dataset", choices=DATASET_CHOICES, help="dataset of the accuracy stage (default: mnist)")
     parser.add_argument("--data-dir", help="folder with mnist/ IDX files (default: $TFBENCH_DATA_DIR, Keras cache)")
     parser.add_argument("--no-verify", action="store_true",
@@ -72,6 +83,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "cluster's, default 2 local workers or the TF_CONFIG cluster)")
     parser.add_argument("--worker-timeout", type=float, metavar="S",
                         help=f"stop local multiworker workers after S seconds (default {DEFAULT_TIMEOUT_S})")
+    parser.add_argument("--backend", nargs="+", choices=BACKENDS,
+                        help="frameworks of the peer stage: tensorflow (its best styles) and/or jax (Keras 3 on "
+                             "JAX, plain JAX; pip install 'tf-training-bench[peers]'); default both")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     # Test-only: adds real busy work, a fraction of each record's warm-up step time, to every timed step.
     parser.add_argument("--inject-slowdown", type=float, help=argparse.SUPPRESS)
@@ -80,7 +94,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 # Flags that change what a run measures: a resumed run keeps its stored plan and refuses them.
 MEASURING_FLAGS = ("profile", "approach", "workload", "mode", "device", "batch_size", "steps_per_call", "stages",
                    "dataset", "samples", "seed", "inject_slowdown", "out", "output", "overwrite", "strategy",
-                   "replicas")
+                   "replicas", "backend")
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -97,7 +111,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
                           modes=args.mode, batch_sizes=args.batch_size, steps_per_call=args.steps_per_call,
                           stages=args.stages, dataset=args.dataset or "mnist", data_dir=args.data_dir,
                           samples=args.samples, inject_slowdown=args.inject_slowdown or 0.0, seed=args.seed or 0,
-                          verify=not args.no_verify, strategy=args.strategy or "none", replicas=replicas)
+                          verify=not args.no_verify, strategy=args.strategy or "none", replicas=replicas,
+                          backends=args.backend)
     except ConfigError as error:
         raise UsageError(str(error)) from None
 

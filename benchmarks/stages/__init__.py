@@ -11,7 +11,8 @@
 * :mod:`.k_sweep`: step time at K = 1, 2, 4 ... 64 steps per call, and the knee where more stops paying;
 * :mod:`.mixed_precision`: float32, mixed_bfloat16 and mixed_float16 per approach: step time and accuracy;
 * :mod:`.distributed`: every approach under a ``tf.distribute`` strategy at 1, 2, 4... replicas (only when
-  the run names a strategy).
+  the run names a strategy);
+* :mod:`.peer`: the best TensorFlow styles beside Keras 3 on JAX and plain JAX (the full profile; JAX optional).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tfbench.benchmarks.stages import (
     k_sweep,
     memory_growth,
     mixed_precision,
+    peer,
     recipe,
     retracing,
     step_time,
@@ -34,4 +36,4 @@ from tfbench.benchmarks.stages import (
 
 STAGES: dict[str, ModuleType] = {stage.KIND: stage for stage in (step_time, breakdown, input_pipeline, accuracy,
                                                                   recipe, as_published, retracing, memory_growth,
-                                                                  k_sweep, mixed_precision, distributed)}
+                                                                  k_sweep, mixed_precision, distributed, peer)}
