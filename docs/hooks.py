@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = "docs/"
 # Repository files that join the site, beside docs/: (glob pattern from the root).
 EXTRA = ("README.md", "reports/REPORT.md", "reports/details/*.md", "reports/figures/*.png",
-         "reports/calibration/*.md")
+         "reports/calibration/*.md", "reports/history/*.md", "reports/history/*.png", "reports/upgrade/*.md")
 LINK = re.compile(r"(\]\()([^)\s]+)(\))")  # the target of a Markdown link or image: ](target)
 SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 

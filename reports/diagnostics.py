@@ -110,8 +110,8 @@ def memory_lines(frame: pd.DataFrame) -> list[str]:
              "and the growth it implies over the run exceeds the noise (1 MiB, or twice the block means' "
              "scatter).", ""]
     lines.append(f"- Above noise: {'; '.join(flagged)}." if flagged else "- No slope is above its noise.")
-    lines += ["", _table(["approach", "mode", "per", "slope", "95% interval", "units", "flagged"], rows), "",
-              f"![Memory growth curves](figures/{CHART}.png)", ""]
+    # The curves' chart is placed by the report's page registry (reports/report.py), beside this table.
+    lines += ["", _table(["approach", "mode", "per", "slope", "95% interval", "units", "flagged"], rows), ""]
     return lines
 
 

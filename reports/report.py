@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tfbench.reports import index
+from tfbench.reports import diagnostics, index, k_sweep, peers, precision
 from tfbench.reports.as_published import plot_as_published, plot_recipe_curves
 from tfbench.reports.as_published import section as as_published_section
 from tfbench.reports.breakdown import breakdown_section, plot_breakdown
@@ -64,6 +64,7 @@ REPORT_NAME = "REPORT.md"
 FIGURES = "figures"  # the charts' folder, beside REPORT.md
 DETAILS = "details"  # the detail pages' folder, beside REPORT.md
 HEADLINE_CHART = "step_time"  # the one-screen answer's chart
+HISTORY = "history/HISTORY.md"  # tfbench history's page, beside REPORT.md (made by that command, not here)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,16 @@ PAGES: list[Page] = [
          (Chart("as_published", "Time per step and accuracy: as published, fixed, documented", plot_as_published),)),
     Page("distributed", "Scaling out with tf.distribute", (("Scaling out with tf.distribute", distributed_section),),
          index.scaling_summary, (Chart("scaling", "Scaling efficiency against replicas", plot_scaling),)),
+    Page("diagnostics", "Does a loop retrace, or leak memory, and what actually ran?",
+         (("Retracing, memory growth and effective settings", diagnostics.section),),
+         charts=(Chart("memory_growth", "Process memory against steps, fit() calls and builds",
+                       diagnostics.plot_memory_growth),)),
+    Page("k_sweep", "Where do more steps per call stop paying?", (("Steps per call: the knee", k_sweep.section),),
+         charts=(Chart("k_sweep", "Step time against steps per call K", k_sweep.plot_k_sweep),)),
+    Page("precision", "Does mixed precision pay?", (("Mixed precision", precision.section),),
+         charts=(Chart("precision", "Step time and accuracy per dtype policy", precision.plot_precision),)),
+    Page("peers", "Would Keras on JAX, or plain JAX, be faster?", (("Peers", peers.section),),
+         charts=(Chart("peers", "The best TensorFlow style against Keras on JAX and plain JAX", peers.plot_peers),)),
     Page("results", "About these results",
          (("Summary", summary_section), ("Environment", environment_section),
           ("Unsupported, skipped and failed records", not_ok_section), ("Noisy measurements", noisy_section)),
@@ -184,7 +195,7 @@ def detail_page(frame: pd.DataFrame, page: Page, charts: dict[str, str]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def index_page(frame: pd.DataFrame, charts: dict[str, str]) -> str:
+def index_page(frame: pd.DataFrame, charts: dict[str, str], history: bool = False) -> str:
     """REPORT.md: the one-screen answer, then per question its short answer, its charts and its detail page."""
     frame = latest(frame)
     lines = _headline(frame, charts)
@@ -197,6 +208,10 @@ def index_page(frame: pd.DataFrame, charts: dict[str, str]) -> str:
             lines += [*page.summary(frame), ""]
         lines += _images(charts, page, index=True)
         lines += [f"Details: {links}.", ""]
+    if history:  # only where `tfbench history` wrote its page beside the report (the committed reports/)
+        lines += ["## History", "",
+                  f"- [Step-time history]({HISTORY}): every committed run's step times by commit, and the step "
+                  "changes found (`tfbench history reports/results --out reports/history`; docs/history.md).", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -235,5 +250,5 @@ def write_report(paths: str | Path | Iterable[str | Path], out_dir: str | Path) 
     for page in PAGES:
         (details / f"{page.slug}.md").write_text(detail_page(frame, page, charts))
     report = out_dir / REPORT_NAME
-    report.write_text(index_page(frame, charts))
+    report.write_text(index_page(frame, charts, history=(out_dir / HISTORY).is_file()))
     return report

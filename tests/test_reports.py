@@ -46,7 +46,8 @@ CPU_MACHINE, GPU_MACHINE = "3f9a1c0b2d4e", "b7e2041c9a55"  # environment.machine
 SECTIONS = ["The answer in one screen", "Step time", "Speedup over eager", "Throughput by device", "Roofline",
             "Where the time goes", "Input pipeline", "Accuracy and time-to-accuracy", "Documented recipes",
             "Tutorials as published", "Scaling out with tf.distribute",
-            "Summary", "Environment", "Unsupported, skipped and failed records", "Noisy measurements"]
+            "Retracing, memory growth and effective settings", "Steps per call: the knee", "Mixed precision",
+            "Peers", "Summary", "Environment", "Unsupported, skipped and failed records", "Noisy measurements"]
 INDEX_LIMIT = 20_000  # bytes: the index must read in minutes; the tables live on the detail pages
 # Every chart the fixtures give data for, with its size in pixels.
 CHART_SIZES = {"step_time.png": (1000, 500), "speedup.png": (1000, 500), "throughput.png": (1000, 500),
@@ -229,7 +230,8 @@ def test_the_committed_index_is_short_and_is_what_the_committed_results_give(mon
     frame = load_results("reports/results")
     charts = {path.stem: f"figures/{path.name}" for path in sorted((ROOT / "reports" / "figures").glob("*.png"))}
     charts = {name: charts[name] for name in chart_order(frame) if name in charts}
-    assert index_page(frame, charts) == committed, "reports/REPORT.md is stale: run `tox -e report`"
+    assert index_page(frame, charts, history=True) == committed, "reports/REPORT.md is stale: run `tox -e report`"
+    assert "](history/HISTORY.md)" in committed and (ROOT / "reports" / "history" / "HISTORY.md").is_file()
     for page in PAGES:
         assert detail_page(frame, page, charts) == (ROOT / "reports" / "details" / f"{page.slug}.md").read_text()
 
