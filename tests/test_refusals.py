@@ -308,3 +308,19 @@ def test_a_late_write_under_a_regular_file_names_that_file(tmp_path):
         assert str(info.value) == (f"cannot write the JSON decision table {target}: {regular} is a file, not a "
                                    f"folder, so nothing can be put under it; give a path outside {regular}, or "
                                    "move that file away")
+
+
+def test_the_refusal_comes_before_tensorflow_is_imported():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    script = ("import sys; from tfbench.benchmarks.cli import main; code = main(['run', '--strategy', 'mirrored', "
+              "'--replicas', '2', '--stages', 'step_time']); assert 'tensorflow' not in sys.modules, 'imported'; "
+              "sys.exit(code)")
+    process = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120,
+                             env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert process.returncode == 2, process.stderr
+    assert process.stderr.strip().splitlines() == ["tfbench: error: --strategy and --replicas are honoured only by "
+                                                   "the distributed stage; add it to --stages or drop --strategy "
+                                                   "and --replicas"]
