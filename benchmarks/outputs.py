@@ -11,6 +11,11 @@ Writes that fail anyway (a full disk, a folder made read-only mid-run) raise
 :class:`~tfbench.errors.WriteError` through :func:`writing`, which the CLI
 prints as one line, exit status 2.
 
+A regular file where a folder of the path should be (``X/out.md`` with ``X``
+a file) makes the system call say "File exists" or "Not a directory", true of
+the call but not of what the user did: both the checks and :func:`writing`
+name that file instead, and say what to do.
+
 Two runs given the same results file would overwrite each other's records:
 :class:`WriterLock` holds an advisory lock (``fcntl.flock``) on a sidecar file
 ``.<name>.lock`` beside it for as long as a run writes it, and a second
@@ -24,6 +29,7 @@ Pure Python: the reports import this module and must not pay for TensorFlow.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -48,11 +54,23 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The regular file (or other non-folder) that stands where ``folder`` or one of its parents must be."""
+    existing = _nearest_existing(folder)
+    return None if existing.is_dir() else existing
+
+
+def _in_the_way(what: str, path: Path, blocker: Path) -> WriteError:
+    return WriteError(f"cannot write {what} {path}: {blocker} is a file, not a folder, so nothing can be put "
+                      f"under it; give a path outside {blocker}, or move that file away")
+
+
 def _check_can_create_in(path: Path, what: str, folder: Path) -> None:
     """The folder that will hold ``path`` exists or can be created, and accepts new files."""
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        raise _in_the_way(what, path, blocker)
     existing = _nearest_existing(folder)
-    if not existing.is_dir():
-        raise WriteError(f"cannot write {what} {path}: {existing} is a file, not a folder; choose another path")
     try:
         with tempfile.TemporaryFile(dir=existing, prefix=".tfbench-probe-"):
             pass
@@ -88,6 +106,10 @@ def writing(path: str | os.PathLike, what: str, then: str = "") -> Iterator[None
     try:
         yield
     except OSError as error:
+        # mkdir under a regular file fails with EEXIST or ENOTDIR: name the file, not the system call's words.
+        blocker = _file_in_the_way(Path(path).parent) if error.errno in (errno.EEXIST, errno.ENOTDIR) else None
+        if blocker is not None:
+            raise _in_the_way(what, Path(path), blocker) from None
         raise WriteError(f"cannot write {what} {path}: {_cause(error)}{'; ' + then if then else ''}") from None
 
 

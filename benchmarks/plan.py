@@ -209,8 +209,7 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         samples = samples or MULTIWORKER_SAMPLES
     else:
         replicas = tuple(replicas or (1,))
-    if strategy != "none" and not stages:
-        stages = ("distributed",)
+    stages = run_stages(chosen.name, stages, strategy)
     return Plan(
         profile=chosen.name,
         approaches=tuple(approaches or chosen.approaches or approach_names()),
@@ -218,7 +217,7 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         modes=tuple(modes or chosen.modes),
         batch_sizes=tuple(batch_sizes or chosen.batch_sizes),
         steps_per_call=tuple(sorted(set(steps_per_call or chosen.steps_per_call))),
-        stages=tuple(stages or chosen.stages),
+        stages=stages,
         dataset=dataset, data_dir=None if data_dir is None else str(data_dir), rounds=chosen.rounds,
         round_budget_s=chosen.round_budget_s, warmup=chosen.warmup, samples=samples,
         accuracy_epochs=chosen.accuracy_epochs, accuracy_batch_size=chosen.accuracy_batch_size,
@@ -229,6 +228,73 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         replicas=replicas, k_sweep_max=chosen.k_sweep_max, precision_epochs=chosen.precision_epochs,
         backends=tuple(backends or BACKENDS),
     )
+
+
+# --- options a run honours ------------------------------------------------------------------------------------
+
+# The `tfbench run` options (argparse dest names) that every run honours, whatever its stages: the profile (its
+# sampling, epochs and default stages), the devices, the seed and the thread pools shape every stage's records;
+# the others choose the stages, where the results go and what is printed. What a stage honours beyond these is
+# its own ``FLAGS`` (stages/base.py).
+COMMON_FLAGS = ("profile", "stages", "device", "seed", "threads", "out", "output", "overwrite", "resume", "report",
+                "quiet")
+
+
+def run_stages(profile: str, stages=None, strategy: str = "none") -> tuple[str, ...]:
+    """The stages a run measures, as :func:`build_plan` chooses them: ``stages`` if given, else the distributed
+    stage under a strategy, else the profile's."""
+    _check_names("profile", [profile], list(PROFILES))
+    if stages:
+        _check_names("stage", stages, STAGE_NAMES)
+        return tuple(stages)
+    return ("distributed",) if strategy != "none" else PROFILES[profile].stages
+
+
+def honouring(flag: str) -> tuple[str, ...]:
+    """The stages that honour the ``tfbench run`` option ``flag`` (a dest name): all of them for a common one."""
+    if flag in COMMON_FLAGS:
+        return STAGE_NAMES
+    return tuple(name for name, stage in STAGES.items() if flag in stage.FLAGS)
+
+
+def option_name(flag: str) -> str:
+    """How the command line spells a dest name: ``batch_size`` -> ``--batch-size``."""
+    return "--" + flag.replace("_", "-")
+
+
+def refuse_ignored(given, stages, *, spell=option_name, stages_option: str | None = "--stages") -> None:
+    """Raise :class:`ConfigError` if an option in ``given`` (dest names of what the user gave) is honoured by
+    no stage in ``stages``: the run would record settings it did not use. One line, naming for each such option
+    the stages that would honour it; ``spell`` names an option as the user wrote it (the Python API: ``spell``
+    maps to its argument names); ``stages_option`` is how to add a stage, None when the stages are fixed (a
+    resumed run)."""
+    ignored = [flag for flag in given if not set(honouring(flag)) & set(stages)]
+    if not ignored:
+        return
+    groups: dict[tuple[str, ...], list[str]] = {}  # options honoured by the same stages are named together
+    for flag in ignored:
+        groups.setdefault(honouring(flag), []).append(spell(flag))
+    clauses = []
+    for where, names in groups.items():
+        subject = _and(names) + (" are" if len(names) > 1 else " is")
+        clauses.append(f"{subject} honoured only by the {_and(where)} stage{'s' * (len(where) > 1)}" if where
+                       else f"{subject} honoured by no stage")
+    dropped = _and([spell(flag) for flag in ignored])
+    where = next(iter(groups)) if len(groups) == 1 else None  # the stages that would honour them all
+    if stages_option is None:
+        fix = f"this run's stages are {', '.join(stages)}: drop {dropped}"
+    elif where is None:
+        fix = f"add a stage that honours each to {stages_option}, or drop {dropped}"
+    elif where:
+        fix = f"add {'it' if len(where) == 1 else 'one of them'} to {stages_option} or drop {dropped}"
+    else:
+        fix = f"drop {dropped}"
+    raise ConfigError(f"{'; '.join(clauses)}; {fix}")
+
+
+def _and(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def check_device(name: str) -> str:

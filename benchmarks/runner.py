@@ -9,6 +9,10 @@ What it promises (docs/reliability.md):
 * exit status 0 when every record is ok, unsupported or skipped; :data:`EXIT_FAILED` (3) when a record
   failed (an exception, a NaN loss), the results file and the report written all the same; 2 for bad input or
   a file that cannot be written (one line); 130 / 143 when interrupted by SIGINT / SIGTERM;
+* an option that no stage of the run honours (``--strategy`` with ``--stages step_time``) is refused, in one
+  line naming the stages that would, before anything else: each stage declares the options it honours in its
+  ``FLAGS`` (:mod:`tfbench.benchmarks.stages.base`), beyond the ones every run honours
+  (:data:`~tfbench.benchmarks.plan.COMMON_FLAGS`);
 * every output path is checked before TensorFlow is imported; an existing ``--output`` file is never
   replaced without ``--overwrite``; one process at a time writes a results file (``WriterLock``);
 * ``--resume FILE`` keeps the records that are final (ok, unsupported) and measures again those that were
@@ -35,6 +39,8 @@ from tfbench.benchmarks.plan import (
     Profile,
     build_plan,
     check_device,
+    refuse_ignored,
+    run_stages,
 )
 from tfbench.benchmarks.results import ResultsFile
 from tfbench.errors import ConfigError, UsageError
@@ -97,8 +103,20 @@ MEASURING_FLAGS = ("profile", "approach", "workload", "mode", "device", "batch_s
                    "replicas", "backend")
 
 
+def given_options(args: argparse.Namespace) -> list[str]:
+    """The dest names of the options the user gave: every default is None (or False for a switch), so that a
+    value stands for itself; ``command`` is the subcommand's name, not an option."""
+    return [name for name, value in vars(args).items()
+            if name != "command" and value is not None and value is not False]
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     try:
+        # First: an option no stage of this run honours would be recorded but not used (issue 22).
+        refuse_ignored(given_options(args), run_stages(args.profile or "quick", args.stages, args.strategy or "none"))
+        if args.worker_timeout is not None and args.strategy != "multiworker":
+            raise UsageError("--worker-timeout stops local multiworker workers: add --strategy multiworker or drop "
+                             "--worker-timeout")
         check_device(args.device or "auto")
         replicas = args.replicas
         if args.strategy == "multiworker":
@@ -115,6 +133,16 @@ def make_plan(args: argparse.Namespace) -> Plan:
                           backends=args.backend)
     except ConfigError as error:
         raise UsageError(str(error)) from None
+
+
+def required_datasets(plan: Plan) -> list[str]:
+    """What ``--require-accuracy`` insists on: the accuracy stage's dataset, and each recipe's."""
+    from tfbench.implementations.recipes import RECIPES
+
+    names = [plan.dataset] if "accuracy" in plan.stages else []
+    if "recipe" in plan.stages:
+        names += [recipe.dataset for recipe in RECIPES.values()]
+    return list(dict.fromkeys(names))
 
 
 def parse_threads(text: str | None, profile: Profile, recorded: dict | None = None) -> dict:
@@ -153,6 +181,10 @@ def resumed_plan(args: argparse.Namespace) -> tuple[ResultsFile, Plan]:
     except (ConfigError, TypeError) as error:
         raise ResultsError(f"{args.resume}: its stored plan cannot be used ({error}); start a new run instead") \
             from None
+    try:  # an option the run's stored stages do not honour (--data-dir for step times only) would do nothing
+        refuse_ignored(given_options(args), plan.stages, stages_option=None)
+    except ConfigError as error:
+        raise UsageError(f"--resume {args.resume}: {error}") from None
     changes = {"data_dir": str(args.data_dir)} if args.data_dir else {}
     if args.no_verify:
         changes["verify"] = False
@@ -213,10 +245,11 @@ def main(args: argparse.Namespace) -> int:
             progress()(describe_resume(resume))  # said even with --quiet: what the resumed run will do
         else:
             threads = parse_threads(args.threads, PROFILES[plan.profile])
-        if args.require_accuracy and {"accuracy", "recipe"} & set(plan.stages):
+        if args.require_accuracy:
             from tfbench.implementations.datasets import load
 
-            load(plan.dataset, data_dir=plan.data_dir, verify=plan.verify)  # a DatasetError: one line and exit 2
+            for name in required_datasets(plan):
+                load(name, data_dir=plan.data_dir, verify=plan.verify)  # a DatasetError: one line and exit 2
         starting_tensorflow(log)
         try:
             if plan.strategy == "multiworker" and resume is None:  # local workers, or this one of a cluster

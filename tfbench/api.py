@@ -84,31 +84,45 @@ def load(paths: PathLike | Iterable[PathLike]) -> Results:
     return results
 
 
+# Each argument of :func:`run` and the `tfbench run` option (argparse dest name) it stands for: an argument that
+# no stage of the run honours is refused, as on the command line (tfbench.benchmarks.plan.refuse_ignored).
+RUN_OPTIONS = {"profile": "profile", "approaches": "approach", "workloads": "workload", "modes": "mode",
+               "batch_sizes": "batch_size", "steps_per_call": "steps_per_call", "stages": "stages", "device": "device",
+               "dataset": "dataset", "data_dir": "data_dir", "samples": "samples", "threads": "threads", "out": "out",
+               "output": "output", "overwrite": "overwrite", "seed": "seed", "progress": "quiet"}
+
+
 def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, workloads: Sequence[str] | None = None,
         modes: Sequence[str] | None = None, batch_sizes: Sequence[int] | None = None,
         steps_per_call: Sequence[int] | None = None, stages: Sequence[str] | None = None, device: str = "auto",
-        dataset: str = "mnist", data_dir: PathLike | None = None, samples: int | None = None,
+        dataset: str | None = None, data_dir: PathLike | None = None, samples: int | None = None,
         threads: tuple[int, int] | None = None, out: PathLike = "results", output: PathLike | None = None,
         overwrite: bool = False, seed: int = 0, progress: bool = False) -> Results:
     """Run the benchmark suite, as ``tfbench run`` does, and return its results.
 
     ``profile`` is ``quick``, ``full`` or ``gate``; every other argument narrows it (None keeps the profile's
-    choice). ``threads`` is (threads per op, ops side by side); default: both the core count. The results file
+    choice; ``dataset`` is the accuracy stage's, default mnist). An argument that no stage of the run honours
+    (``dataset`` without the accuracy stage) raises :class:`~tfbench.errors.ConfigError` naming the stages that
+    would. ``threads`` is (threads per op, ops side by side); default: both the core count. The results file
     is ``output``, or a new ``results-<run id>.json`` in ``out``; an existing ``output`` is refused unless
     ``overwrite``, and one process at a time writes a file. ``progress`` prints a line per job to stderr.
     """
+    given = [name for name, value in locals().items() if value is not None and value is not False]  # arguments only
 
     from tfbench.benchmarks.console import progress as progress_log
     from tfbench.benchmarks.console import starting_tensorflow
     from tfbench.benchmarks.environment import cpu_count
     from tfbench.benchmarks.outputs import WriterLock, check_file
-    from tfbench.benchmarks.plan import PROFILES, build_plan, check_device
+    from tfbench.benchmarks.plan import PROFILES, build_plan, check_device, refuse_ignored, run_stages
     from tfbench.benchmarks.suite import execute, new_run_id
 
+    names = {dest: f"{name}=" for name, dest in RUN_OPTIONS.items()}  # an option named as the caller wrote it
+    refuse_ignored([RUN_OPTIONS[name] for name in given], run_stages(profile, stages), spell=names.__getitem__,
+                   stages_option="stages=")
     check_device(device)
     plan = build_plan(profile, approaches=approaches, workloads=workloads, modes=modes, batch_sizes=batch_sizes,
-                      steps_per_call=steps_per_call, stages=stages, dataset=dataset, data_dir=data_dir,
-                      samples=samples, seed=seed)
+                      steps_per_call=steps_per_call, stages=stages, dataset="mnist" if dataset is None else dataset,
+                      data_dir=data_dir, samples=samples, seed=seed)
     if threads is None:
         pools = {"intra_op": PROFILES[profile].intra_op or cpu_count(), "inter_op": cpu_count()}
     else:

@@ -49,6 +49,7 @@ from tfbench.benchmarks.gate.compare import (
     Row,
     add_decision_options,
     add_output_options,
+    check_outputs,
     compare_documents,
     min_runs,
     report,
@@ -61,6 +62,7 @@ from tfbench.benchmarks.gate.processes import (
     check_completed,
     run_command,
 )
+from tfbench.benchmarks.outputs import writing
 from tfbench.benchmarks.results import load
 from tfbench.errors import TfbenchError, UsageError
 
@@ -228,7 +230,8 @@ def run_ab(repo: Path, rev_a: str, rev_b: str, *, rounds: int = DEFAULT_ROUNDS,
     commits = {"a": resolve(repo, rev_a), "b": resolve(repo, rev_b)}
     # Absolute: each process runs inside its worktree, where a relative path would land.
     out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir, "the results folder"):
+        out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, list[Path]] = {"a": [], "b": []}
     seconds = []
     with worktrees(repo, commits) as paths:
@@ -298,13 +301,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tfbench.benchmarks.outputs import check_file
+    from tfbench.benchmarks.outputs import check_dir
 
-    if args.markdown:
-        check_file(args.markdown, "the Markdown summary")  # before minutes of runs, not after them
-    if args.json_path:
-        check_file(args.json_path, "the JSON decision table")
-    out_dir = args.out or Path("results", "ab", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    check_outputs(args)  # --markdown and --json: before minutes of runs, not after them
+    out_dir = check_dir(args.out or Path("results", "ab", datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")),
+                        "the results folder")
     revs = {"a": args.baseline_rev, "b": args.candidate_rev}
     try:
         result = run_ab(repo_root(), revs["a"], revs["b"], rounds=args.rounds,

@@ -507,10 +507,12 @@ def main(args: argparse.Namespace) -> int:
         what = f"{args.rounds} distinct pairs" if schedule == "duet" else f"2 x {args.rounds} distinct processes"
         raise UsageError(f"--processes {args.processes} is too few: an A/A trial needs {what}; use --processes "
                          f"{needed} or more")
-    from tfbench.benchmarks.outputs import check_file
+    from tfbench.benchmarks.outputs import check_dir, check_file
 
     if args.out:
         check_file(args.out, "the Markdown table")  # before minutes of runs, not after them
+    if args.results and args.reuse is None and args.simulate is None:
+        check_dir(args.results, "the results folder")
     conditions = [*(Condition(slowdown) for slowdown in args.slowdowns), *(Condition(plant=p) for p in args.plants)]
     processes = args.processes
     if args.reuse is not None:

@@ -763,12 +763,12 @@ def to_markdown(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA, title: str = 
 
 
 def write_markdown(path: str | Path, text: str) -> None:
+    from tfbench.benchmarks.outputs import writing
+
     path = Path(path)
-    try:
+    with writing(path, "the Markdown summary"):  # one line naming the path and the cause, exit 2
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    except OSError as error:
-        raise UsageError(f"{path}: cannot write the Markdown summary: {error.strerror}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -902,10 +902,7 @@ def to_json(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA, title: str = "") 
 
 
 def write_json(path: str | Path, document: dict) -> None:
-    try:
-        write_json_atomic(Path(path), document)
-    except OSError as error:
-        raise UsageError(f"{path}: cannot write the JSON decision table: {error.strerror}") from None
+    write_json_atomic(Path(path), document, what="JSON decision table")  # a WriteError: one line, exit 2
 
 
 def report(rows: Sequence[Row], alpha: float, markdown: str | None, title: str = "",
@@ -924,9 +921,20 @@ def report(rows: Sequence[Row], alpha: float, markdown: str | None, title: str =
     return exit_code(rows)
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """--markdown and --json can be written: checked before any work, so that nothing is done for nothing."""
+    from tfbench.benchmarks.outputs import check_file
+
+    if args.markdown:
+        check_file(args.markdown, "the Markdown summary")
+    if args.json_path:
+        check_file(args.json_path, "the JSON decision table")
+
+
 def main(args: argparse.Namespace) -> int:
     if args.accuracy_tolerance < 0:
         raise UsageError(f"--accuracy-tolerance must be >= 0, got {args.accuracy_tolerance}")
+    check_outputs(args)
     base_docs = load_side(args.baseline, "BASELINE")
     cand_docs = load_side(args.candidate, "CANDIDATE")
     if not METRICS[args.metric].portable and args.metric != "accuracy":

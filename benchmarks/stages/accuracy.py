@@ -6,6 +6,9 @@ from __future__ import annotations
 from tfbench.benchmarks.stages.base import Context, Job, unsupported
 
 KIND = "accuracy"
+# The `tfbench run` options this stage honours beyond the common ones (base.py).
+# Function mode at the profile's accuracy batch size; trained for epochs, not timed samples.
+FLAGS = ("approach", "workload", "dataset", "data_dir", "no_verify", "require_accuracy")
 
 
 def jobs(context: Context) -> list[Job]:

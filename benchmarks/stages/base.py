@@ -7,8 +7,10 @@ A stage is a module under :mod:`tfbench.benchmarks.stages` with
   ``--resume`` can tell what an interrupted run already wrote;
 * ``run(context, job) -> list[dict]``: the records of one job, one per stub;
 * ``FLAGS``: the ``tfbench run`` options (argparse dest names, e.g. ``"strategy"``) this stage honours beyond
-  the ones every stage takes; ``tfbench run`` refuses an option that no stage of the run honours, naming the
-  stages that would.
+  the ones every stage takes (:data:`tfbench.benchmarks.plan.COMMON_FLAGS`); ``tfbench run`` and
+  :func:`tfbench.run` refuse an option that no stage of the run honours, naming the stages that would
+  (:func:`tfbench.benchmarks.plan.refuse_ignored`). A new option is one more name in the ``FLAGS`` of each
+  stage that reads it.
 
 A stage raises nothing for a failing configuration it can isolate: it records it ``failed`` and goes on. An
 exception that escapes ``run`` fails that job's records only (:func:`tfbench.benchmarks.suite.run_jobs`).

@@ -32,6 +32,9 @@ from pathlib import Path
 from tfbench.benchmarks.stages.base import Context, Job, failure, unsupported
 
 KIND = "breakdown"
+# The `tfbench run` options this stage honours beyond the common ones (base.py).
+# Profiled for a fixed wall time (PROFILED_SECONDS), not a sample count: --samples does not apply.
+FLAGS = ("approach", "workload", "mode", "batch_size", "steps_per_call")
 CATEGORIES = ("conv", "pool", "matmul", "elementwise", "optimizer", "copies", "rest")
 PREFERRED_BATCH_SIZE = 128
 MAX_K = 16

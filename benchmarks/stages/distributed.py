@@ -34,6 +34,9 @@ from tfbench.benchmarks.stages.base import Context, Job, failure, split_supporte
 from tfbench.errors import UsageError
 
 KIND = "distributed"
+# The `tfbench run` options this stage honours beyond the common ones (base.py).
+FLAGS = ("approach", "workload", "mode", "batch_size", "steps_per_call", "samples", "strategy", "replicas",
+         "worker_timeout")
 
 
 def prepare(plan, tf) -> None:

@@ -12,6 +12,9 @@ from tfbench.benchmarks.results import is_noisy, summarize
 from tfbench.benchmarks.stages.base import Context, Job
 
 KIND = "input_pipeline"
+# The `tfbench run` options this stage honours beyond the common ones (base.py).
+# Always custom_tape on mlp in function mode at the profile's pipeline batch size.
+FLAGS = ("samples",)
 PIPELINES = ("device_resident", "tf_data_prefetch", "numpy_slicing", "numpy_slicing_one_hot")
 
 

@@ -21,7 +21,7 @@ import time
 from tfbench.benchmarks.stages.base import Context, Job, failure, split_supported
 
 KIND = "k_sweep"
-FLAGS: tuple[str, ...] = ()
+FLAGS = ("approach", "workload", "mode", "batch_size", "samples")
 MODES = ("function", "xla")  # eager has no call to amortise
 BATCH_SIZE = 128
 GAIN = 0.05  # a doubling of K that saves less than this fraction of the step time has stopped paying

@@ -22,7 +22,7 @@ import gc
 from tfbench.benchmarks.stages.base import Context, Job, failure
 
 KIND = "memory_growth"
-FLAGS: tuple[str, ...] = ()
+FLAGS = ("approach", "mode")
 WORKLOAD = "mlp"
 BATCH_SIZE = 32
 STEPS = 1000

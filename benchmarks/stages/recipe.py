@@ -6,6 +6,9 @@ from __future__ import annotations
 from tfbench.benchmarks.stages.base import Context, Job, skipped
 
 KIND = "recipe"
+# The `tfbench run` options this stage honours beyond the common ones (base.py).
+# Every documented recipe as documented: its own approach, network, dataset, batch size and optimizer.
+FLAGS = ("data_dir", "no_verify", "require_accuracy")
 
 
 def jobs(context: Context) -> list[Job]:

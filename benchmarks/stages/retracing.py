@@ -24,7 +24,7 @@ import time
 from tfbench.benchmarks.stages.base import Context, Job, failure
 
 KIND = "retracing"
-FLAGS: tuple[str, ...] = ()
+FLAGS = ("approach", "mode")
 WORKLOAD = "mlp"
 BATCH_SIZE = 128
 FULL_BATCHES = 8  # then one batch of REMAINDER examples: 9 steps an epoch

@@ -15,6 +15,8 @@ from tfbench.benchmarks.results import is_noisy, summarize
 from tfbench.benchmarks.stages.base import Context, Job, failure, split_supported
 
 KIND = "step_time"
+# The `tfbench run` options this stage honours beyond the common ones (base.py).
+FLAGS = ("approach", "workload", "mode", "batch_size", "steps_per_call", "samples", "inject_slowdown")
 REFERENCE = "reference"  # the reference kernel's key among a group's timed configurations
 
 
