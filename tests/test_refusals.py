@@ -135,7 +135,7 @@ def test_the_users_example_is_refused_with_one_line_naming_the_distributed_stage
 def test_an_option_honoured_by_any_stage_of_the_run_passes_and_the_default_stages_count(tmp_path, no_measuring):
     refuse_ignored(["dataset", "batch_size"], ("step_time", "accuracy"))  # each honoured by one of them
     refuse_ignored(["strategy", "replicas"], run_stages("quick", None, "mirrored"))  # a strategy: distributed
-    with pytest.raises(ConfigError, match="--dataset is honoured only by the accuracy stage"):
+    with pytest.raises(ConfigError, match="--dataset is honoured only by the accuracy and mixed_precision stages"):
         refuse_ignored(["dataset"], run_stages("gate"))  # the gate profile measures step times only
     with pytest.raises(ConfigError, match="--budget is honoured by no stage; drop --budget"):
         refuse_ignored(["budget"], STAGES)
@@ -200,7 +200,7 @@ def test_the_api_default_dataset_is_not_an_argument_given(monkeypatch, tmp_path,
     monkeypatch.chdir(tmp_path)
     with pytest.raises(Reached):
         tfbench.run(approaches=["raw_tf_nn"], workloads=["mlp"], stages=["step_time"])
-    with pytest.raises(ConfigError, match="dataset= is honoured only by the accuracy stage"):
+    with pytest.raises(ConfigError, match="dataset= is honoured only by the accuracy and mixed_precision stages"):
         tfbench.run(dataset="mnist", stages=["step_time"])
 
 
