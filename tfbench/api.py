@@ -89,13 +89,15 @@ def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, work
         steps_per_call: Sequence[int] | None = None, stages: Sequence[str] | None = None, device: str = "auto",
         dataset: str = "mnist", data_dir: PathLike | None = None, samples: int | None = None,
         threads: tuple[int, int] | None = None, out: PathLike = "results", output: PathLike | None = None,
-        overwrite: bool = False, seed: int = 0, progress: bool = False) -> Results:
+        overwrite: bool = False, seed: int = 0, progress: bool = False, budget: float | None = None) -> Results:
     """Run the benchmark suite, as ``tfbench run`` does, and return its results.
 
     ``profile`` is ``quick``, ``full`` or ``gate``; every other argument narrows it (None keeps the profile's
     choice). ``threads`` is (threads per op, ops side by side); default: both the core count. The results file
     is ``output``, or a new ``results-<run id>.json`` in ``out``; an existing ``output`` is refused unless
     ``overwrite``, and one process at a time writes a file. ``progress`` prints a line per job to stderr.
+    ``budget`` is the seconds of benchmarking the run should take (docs/budget.md; the quick profile's
+    default is 300, the full profile samples a fixed amount unless given one).
     """
 
     from tfbench.benchmarks.console import progress as progress_log
@@ -108,7 +110,7 @@ def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, work
     check_device(device)
     plan = build_plan(profile, approaches=approaches, workloads=workloads, modes=modes, batch_sizes=batch_sizes,
                       steps_per_call=steps_per_call, stages=stages, dataset=dataset, data_dir=data_dir,
-                      samples=samples, seed=seed)
+                      samples=samples, seed=seed, budget_s=budget)
     if threads is None:
         pools = {"intra_op": PROFILES[profile].intra_op or cpu_count(), "inter_op": cpu_count()}
     else:
