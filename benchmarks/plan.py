@@ -71,13 +71,20 @@ class Profile:
     k_sweep_max: int = 16
     # Epochs of each precision's training to accuracy (stage mixed_precision); None: accuracy_epochs.
     precision_epochs: int | None = 1
+    # Seconds of benchmarking the whole run should take (benchmarks/budget.py, docs/budget.md); None: the fixed
+    # sampling above, the profile's epochs as they are.
+    budget_s: float | None = None
 
+
+# The quick profile's default budget: 5 minutes of benchmarking on 2 cores.
+QUICK_BUDGET_S = 300.0
 
 PROFILES = {
     "quick": Profile("quick", "every approach x workload x mode at batch 128, K 1 and 16; 3 epochs of MNIST "
                               "each; recipes capped at 3 epochs, the tutorials' loops as published at 1; "
-                              "the K sweep (to K=16), mixed precision (1 epoch) and the peer stage only when named",
-                    stages=QUICK_STAGES),
+                              "the K sweep (to K=16), mixed precision (1 epoch) and the peer stage only when named; "
+                              f"sized to a {QUICK_BUDGET_S:.0f} s budget (--budget)",
+                    stages=QUICK_STAGES, budget_s=QUICK_BUDGET_S),
     "full": Profile("full", "batch sizes 32/128/256/1024, K 1, 16 and 64, more samples, 10 epochs of MNIST, "
                             "recipes and the tutorials' loops as published to their documented epochs; the K sweep "
                             "to K=64 and mixed precision (2 epochs of accuracy)",
@@ -138,6 +145,7 @@ class Plan:
     precision_epochs: int | None = 1
     # The frameworks the peer stage measures: tensorflow (its best styles), jax (Keras 3 on JAX, plain JAX).
     backends: tuple[str, ...] = BACKENDS
+    budget_s: float | None = None  # seconds of benchmarking (benchmarks/budget.py); None: fixed sampling
 
     def __post_init__(self) -> None:
         for name in _SEQUENCES:  # a plan read back from JSON has lists
@@ -159,6 +167,11 @@ class Plan:
                                        self.precision_epochs) if n is not None] + [self.k_sweep_max])
         if not (self.approaches and self.workloads and self.modes and self.batch_sizes and self.steps_per_call):
             raise ConfigError("a plan needs at least one approach, workload, mode, batch size and K")
+        if self.budget_s is not None and (isinstance(self.budget_s, bool) or not self.budget_s > 0):
+            raise ConfigError(f"the budget must be a number of seconds > 0, got {self.budget_s!r}")
+        if self.budget_s is not None and self.profile == "gate":
+            raise ConfigError("the gate profile keeps its calibrated fixed sampling: drop --budget, or use the "
+                              "quick or full profile")
         if not 0 <= self.inject_slowdown < 10:
             raise ConfigError(f"the injected slowdown must be a fraction in [0, 10), got {self.inject_slowdown}")
         self._check_distribution()
@@ -193,12 +206,12 @@ class Plan:
 def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes=None, batch_sizes=None,
                steps_per_call=None, stages=None, dataset: str = "mnist", data_dir: str | None = None,
                samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0, verify: bool = True,
-               strategy: str = "none", replicas=None, backends=None) -> Plan:
+               strategy: str = "none", replicas=None, backends=None, budget_s: float | None = None) -> Plan:
     """The plan of ``profile`` narrowed by the given filters (None keeps the profile's choice).
 
     A strategy other than ``none`` measures the ``distributed`` stage only, unless ``stages`` says otherwise;
     under ``mirrored`` the replica counts always include 1, the baseline of the scaling efficiency (default
-    1, 2 and 4).
+    1, 2 and 4). ``budget_s`` replaces the profile's budget (the quick profile's 300 s; none for the others).
     """
     _check_names("profile", [profile], list(PROFILES))
     chosen = PROFILES[profile]
@@ -226,7 +239,7 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         inject_slowdown=inject_slowdown, reference=chosen.reference, roofline=chosen.roofline,
         interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify, strategy=strategy,
         replicas=replicas, k_sweep_max=chosen.k_sweep_max, precision_epochs=chosen.precision_epochs,
-        backends=tuple(backends or BACKENDS),
+        backends=tuple(backends or BACKENDS), budget_s=chosen.budget_s if budget_s is None else float(budget_s),
     )
 
 

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from tfbench.benchmarks.commands import EXIT_FAILED, positive_int
-from tfbench.benchmarks.console import progress, starting_tensorflow
+from tfbench.benchmarks.console import RunProgress, progress, starting_tensorflow
 from tfbench.benchmarks.multiworker import DEFAULT_TIMEOUT_S
 from tfbench.benchmarks.plan import (
     BACKENDS,
@@ -92,7 +92,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", nargs="+", choices=BACKENDS,
                         help="frameworks of the peer stage: tensorflow (its best styles) and/or jax (Keras 3 on "
                              "JAX, plain JAX; pip install 'tf-training-bench[peers]'); default both")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--budget", type=float, metavar="SECONDS",
+                        help="seconds of benchmarking the run should take: measures the machine, then samples each "
+                             "record until its median is precise enough or its share is spent, and sizes the "
+                             "training stages to fit (quick profile: 300; full: fixed sampling unless given; "
+                             "docs/budget.md)")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress bar or lines, "
+                                                             "no summary)")
     # Test-only: adds real busy work, a fraction of each record's warm-up step time, to every timed step.
     parser.add_argument("--inject-slowdown", type=float, help=argparse.SUPPRESS)
 
@@ -100,7 +106,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 # Flags that change what a run measures: a resumed run keeps its stored plan and refuses them.
 MEASURING_FLAGS = ("profile", "approach", "workload", "mode", "device", "batch_size", "steps_per_call", "stages",
                    "dataset", "samples", "seed", "inject_slowdown", "out", "output", "overwrite", "strategy",
-                   "replicas", "backend")
+                   "replicas", "backend", "budget")
 
 
 def given_options(args: argparse.Namespace) -> list[str]:
@@ -130,7 +136,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
                           stages=args.stages, dataset=args.dataset or "mnist", data_dir=args.data_dir,
                           samples=args.samples, inject_slowdown=args.inject_slowdown or 0.0, seed=args.seed or 0,
                           verify=not args.no_verify, strategy=args.strategy or "none", replicas=replicas,
-                          backends=args.backend)
+                          backends=args.backend, budget_s=args.budget)
     except ConfigError as error:
         raise UsageError(str(error)) from None
 
@@ -232,7 +238,7 @@ def main(args: argparse.Namespace) -> int:
                              "or give another --output")
 
     refuse_to_replace()
-    log = progress(quiet=args.quiet)
+    log = RunProgress(quiet=args.quiet)
     with WriterLock(path):  # a second run given the same file is refused, not interleaved with this one
         refuse_to_replace()  # again: another run may have finished writing it a moment ago
         resume = None
@@ -259,13 +265,14 @@ def main(args: argparse.Namespace) -> int:
                                    timeout_s=args.worker_timeout or DEFAULT_TIMEOUT_S)
             else:
                 results = execute(plan, threads=threads, device=args.device or "auto", output=path,
-                                  resume=resume, log=log, run_id=run_id)
+                                  resume=resume, log=log, run_id=run_id, progress=log)
         except KeyboardInterrupt as interrupt:
             if path.is_file():  # what was measured is in the file: say so, and how to finish the run
                 interrupt.args = (f"the records measured so far are in {path}; `tfbench run --resume {path}` "
                                   "completes the run",)
             raise
-    print_summary(results.records)
+    if not args.quiet:
+        print_summary(results.records)
     skipped = [r for r in results.records if r["status"] == "skipped"]
     if skipped:
         print(f"\n!!! {len(skipped)} record(s) SKIPPED: {skipped[0]['reason']}", file=sys.stderr)
@@ -276,9 +283,22 @@ def main(args: argparse.Namespace) -> int:
         from tfbench.reports import write_report
 
         with writing(args.report, "the report to", then=f"the results are in {results.path}"):
-            print(f"report: {write_report([results.path], args.report)}")
-    print(f"results: {results.path}")
+            report = write_report([results.path], args.report)
+    if not args.quiet:
+        print_answer(results.path)
+        if args.report:
+            print(f"report: {report}")
+        print(f"results: {results.path}")
     return EXIT_FAILED if failed else 0
+
+
+def print_answer(path: Path) -> None:
+    """The report's one-screen answer (:mod:`tfbench.reports.terminal`), for the terminal."""
+    from tfbench.reports.data import load_results
+    from tfbench.reports.terminal import answer
+
+    print()
+    print(answer(load_results([path])))
 
 
 # --- printing ----------------------------------------------------------------------------------------------

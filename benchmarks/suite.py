@@ -48,8 +48,10 @@ def new_run_id() -> str:
 
 def execute(plan: Plan, *, threads: dict, device: str = "auto", output: Path | None = None,
             out_dir: Path = Path("results"), resume: ResultsFile | None = None,
-            log: Callable[..., None] = quiet, run_id: str | None = None) -> ResultsFile:
-    """Run ``plan`` (or continue ``resume``, whose stored plan it is) and return its complete results file."""
+            log: Callable[..., None] = quiet, run_id: str | None = None, progress=None) -> ResultsFile:
+    """Run ``plan`` (or continue ``resume``, whose stored plan it is) and return its complete results file.
+
+    ``progress`` (a :class:`tfbench.benchmarks.console.RunProgress`) draws the live bar; ``log`` the lines."""
     tf, threads = set_up_tensorflow(threads)
     STAGES["distributed"].prepare(plan, tf)  # logical CPU devices, a worker's strategy: before TF starts
     from tfbench.benchmarks import devices
@@ -71,20 +73,69 @@ def execute(plan: Plan, *, threads: dict, device: str = "auto", output: Path | N
     log(f"run: profile {plan.profile}, devices {', '.join(plan.devices)}, results {results.path}")
     context = Context(plan=plan, devices=chosen, results=results, log=log, tf=tf)
     STAGES["step_time"].measure_peaks(context)
-    run_jobs(context, [job for name in plan.stages for job in STAGES[name].jobs(context)])
+    jobs = [job for name in plan.stages for job in STAGES[name].jobs(context)]
+    if plan.budget_s is not None:
+        context.budget = make_budget(context, jobs, fresh=resume is None)
+    run_jobs(context, jobs, progress=progress)
     results.save(complete=True)
     return results
 
 
-def run_jobs(context: Context, jobs: list[Job]) -> None:
+def make_budget(context: Context, jobs: list[Job], fresh: bool = True):
+    """The run's :class:`~tfbench.benchmarks.budget.Budget`, over the jobs not done yet: the machine measured
+    (once: a resumed run keeps its measurement) and stored with the budget in the environment. A budget too
+    small is refused here (one line), and a new run's results file, empty still, is removed."""
+    from tfbench.benchmarks.budget import Budget, MachineSpeed, measure_machine, spent_by
+    from tfbench.errors import ConfigError
+
+    results, plan = context.results, context.plan
+    environment = results.document["environment"]
+    if environment.get("machine_speed"):
+        speed = MachineSpeed.from_json(environment["machine_speed"])
+    else:
+        device = context.devices[0]
+        speed = measure_machine(context.tf, device, context.peaks.get(device.name))
+    done = results.done_ids()
+    todo = [job for job in jobs if not all(s["id"] in done for s in job.stubs)]
+    try:
+        budget = Budget.for_jobs(plan.budget_s, speed, todo, plan,
+                                 spent_s=spent_by([r for r in results.records if r["id"] in done]), strict=fresh)
+    except ConfigError:
+        if fresh and not results.records:
+            results.path.unlink(missing_ok=True)
+        raise
+    environment.update(budget_s=plan.budget_s, machine_speed=speed.to_json())
+    results.save()
+    context.log(f"budget: {plan.budget_s:g} s; this machine: float32 matmul {speed.matmul_gflops:.0f} GFLOP/s, "
+                f"a tf.function call {speed.call_s * 1e6:.0f} us, {speed.slowdown:.2f}x the reference machine's "
+                f"time; ETA {budget.eta_s():.0f} s")
+    return budget
+
+
+def run_jobs(context: Context, jobs: list[Job], progress=None) -> None:
     """Run each job not already done, writing its records as it ends; a failing job fails its records only."""
     done = context.results.done_ids()
     todo = [job for job in jobs if not all(s["id"] in done for s in job.stubs)]
     if len(todo) < len(jobs):
         context.log(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} jobs already done")
+    budget = context.budget
     started_run = time.perf_counter()
+    if progress is not None:
+        progress.start(sum(len([s for s in job.stubs if s["id"] not in done]) for job in todo))
+    try:
+        _run_each(context, todo, done, budget, started_run, progress)
+    finally:
+        if progress is not None:
+            progress.stop()
+
+
+def _run_each(context: Context, todo: list[Job], done: set, budget, started_run: float, progress) -> None:
     for index, job in enumerate(todo, 1):
         job.stubs = [s for s in job.stubs if s["id"] not in done]  # a resumed run keeps what it has
+        if budget is not None:
+            budget.start(job)
+        if progress is not None:
+            progress.working(label(job), budget.eta_s() if budget is not None else None)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         start = time.perf_counter()
         try:
@@ -99,9 +150,23 @@ def run_jobs(context: Context, jobs: list[Job]) -> None:
             record["started"] = started
             record["duration_s"] = duration / len(records)
             context.results.add(record)
-        elapsed = time.perf_counter() - started_run
-        eta = elapsed / index * (len(todo) - index)
+        if budget is not None:
+            budget.done(job, duration)
+            eta = budget.eta_s()
+        else:
+            eta = (time.perf_counter() - started_run) / index * (len(todo) - index)
+        if progress is not None:
+            progress.advance(len(records), eta)
         context.log(f"[{index}/{len(todo)}] {describe(records)}  (ETA {eta:.0f} s)")
+
+
+def label(job: Job) -> str:
+    """The progress bar's name for a job: its kind and what it measures."""
+    first = job.stubs[0] if job.stubs else {}
+    what = first.get("variant") or " ".join(str(part) for part in (first.get("approach") if len(
+        {s["approach"] for s in job.stubs}) == 1 else "all approaches", first.get("workload"),
+        f"b{first.get('batch_size')}" if first.get("batch_size") else "") if part)
+    return f"{job.kind} {what} ({len(job.stubs)} record{'s' if len(job.stubs) != 1 else ''})"
 
 
 def describe(records: list[dict]) -> str:

@@ -60,6 +60,10 @@ class Timed:
     samples: list[float] = field(default_factory=list)  # seconds per step
     calls: int = 0  # calls made so far: the first, the warm-up, the timed ones
     nonfinite_call: int | None = None  # the first call whose loss was NaN or infinite
+    # Why sampling stopped (precision | max_samples | budget | fixed) and the median interval's relative
+    # half-width then (benchmarks/budget.py).
+    stopped_by: str | None = None
+    ci_rel_halfwidth: float | None = None
     _inject_s: float = 0.0
 
     @property
@@ -120,10 +124,12 @@ def reference_kernel() -> Callable[[], float]:
     return lambda: float(forward())
 
 
-def measure_interleaved(configs: dict[str, Timed], *, rounds: int, round_budget_s: float, min_per_round: int = 2,
-                        max_per_round: int = 200, warmup: int = 3, sync: Callable[[], None] = lambda: None,
-                        clock: Clock = time.perf_counter, blocks: list[list[str]] | None = None,
-                        on_order: Callable[[list[str]], None] | None = None) -> dict[str, Timed]:
+def measure_interleaved(configs: dict[str, Timed], *, rounds: int, round_budget_s: float = 0.08,
+                        min_per_round: int = 2, max_per_round: int = 200, warmup: int = 3,
+                        sync: Callable[[], None] = lambda: None, clock: Clock = time.perf_counter,
+                        blocks: list[list[str]] | None = None, on_order: Callable[[list[str]], None] | None = None,
+                        stopping=None, time_budget_s: float | None = None,
+                        on_sampled: Callable[[float], None] | None = None) -> dict[str, Timed]:
     """Measure every configuration in ``rounds`` rounds, in a rotating order.
 
     In each round each configuration gets about ``round_budget_s`` seconds of
@@ -136,6 +142,14 @@ def measure_interleaved(configs: dict[str, Timed], *, rounds: int, round_budget_
     block, so that no configuration always runs first after a change of
     block (a position that ran up to 1.45x slower here). Without blocks each
     configuration is its own block.
+
+    With a ``stopping`` rule (:class:`tfbench.benchmarks.budget.StoppingRule`)
+    the rounds go on, at least ``rounds`` of them, until each configuration
+    has stopped: when its median's interval is narrow enough, at its sample
+    cap, or when the group has spent ``time_budget_s`` seconds sampling (each
+    configuration still gets the rule's minimum samples). A stopped
+    configuration drops out of the later rounds; the others keep their order.
+    ``on_sampled`` is told the seconds the sampling took.
     """
     names = list(configs)
     blocks = blocks or [[name] for name in names]
@@ -144,20 +158,72 @@ def measure_interleaved(configs: dict[str, Timed], *, rounds: int, round_budget_
     for name in names:
         if configs[name].first_call_s is None:  # the caller may have warmed a configuration up already
             first_and_warmup(configs[name], warmup, sync, clock)
-    per_round = {}
-    for name in names:
-        probe = configs[name].timed_call(sync, clock)
-        per_round[name] = int(np.clip(round_budget_s / max(probe, 1e-9), min_per_round, max_per_round))
-    for r in range(rounds):
-        order = [name for block in _rotated(blocks, r) for name in _rotated(block, r)]
-        round_barrier(f"round {r + 1}/{rounds}: {' '.join(order)}")
+    started = clock() if on_sampled else 0.0
+    probes = {name: configs[name].timed_call(sync, clock) for name in names}
+    if stopping is not None:
+        _measure_until_stopped(configs, blocks, probes, rounds=rounds, rule=stopping, time_budget_s=time_budget_s,
+                               sync=sync, clock=clock, on_order=on_order)
+    else:
+        per_round = {name: int(np.clip(round_budget_s / max(probes[name], 1e-9), min_per_round, max_per_round))
+                     for name in names}
+        for r in range(rounds):
+            order = [name for block in _rotated(blocks, r) for name in _rotated(block, r)]
+            round_barrier(f"round {r + 1}/{rounds}: {' '.join(order)}")
+            if on_order:
+                on_order(order)
+            for name in order:
+                timed = configs[name]
+                for _ in range(per_round[name]):
+                    timed.samples.append(timed.timed_call(sync, clock) / timed.steps_per_call)
+        from tfbench.benchmarks.budget import rel_halfwidth
+
+        for timed in configs.values():
+            timed.stopped_by, timed.ci_rel_halfwidth = "fixed", _finite(rel_halfwidth(timed.samples))
+    if on_sampled:
+        on_sampled(clock() - started)
+    return configs
+
+
+def _finite(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)
+
+
+def _measure_until_stopped(configs: dict[str, Timed], blocks: list[list[str]], probes: dict[str, float], *,
+                           rounds: int, rule, time_budget_s: float | None, sync: Callable[[], None],
+                           clock: Clock, on_order) -> None:
+    """The sequential rounds of :func:`measure_interleaved` (see there): each round gives each configuration
+    still sampling about a thirtieth of its share of the time, at least one call, and checks the rule after."""
+    from tfbench.benchmarks.budget import rel_halfwidth, stop_reason
+
+    names = list(configs)
+    start = clock()
+    # Each configuration's share of the group's time, in at least `rounds` (and about thirty) rounds; without a
+    # time budget, enough for the rule's minimum in `rounds` rounds.
+    share = (time_budget_s / len(names)) if time_budget_s else rule.min_samples * max(probes.values())
+    chunk = {name: int(np.clip(share / max(rounds, 30) / max(probes[name], 1e-9),
+                               max(1, -(-rule.min_samples // rounds)), rule.max_samples)) for name in names}
+    active = set(names)
+    r = 0
+    while active:
+        order = [name for block in _rotated(blocks, r) for name in _rotated(block, r) if name in active]
+        round_barrier(f"round {r + 1}: {' '.join(order)}")
         if on_order:
             on_order(order)
         for name in order:
             timed = configs[name]
-            for _ in range(per_round[name]):
+            for _ in range(min(chunk[name], rule.max_samples - len(timed.samples))):
                 timed.samples.append(timed.timed_call(sync, clock) / timed.steps_per_call)
-    return configs
+        r += 1
+        over_budget = time_budget_s is not None and clock() - start >= time_budget_s
+        for name in order:
+            timed = configs[name]
+            reason = stop_reason(timed.samples, rule) if r >= rounds or len(timed.samples) >= rule.max_samples \
+                else None
+            if reason is None and over_budget and len(timed.samples) >= rule.min_samples:
+                reason = "budget"
+            if reason:
+                timed.stopped_by, timed.ci_rel_halfwidth = reason, _finite(rel_halfwidth(timed.samples))
+                active.discard(name)
 
 
 ROUND_BARRIER_ENV = "TFBENCH_ROUND_BARRIER"

@@ -65,22 +65,29 @@ def accuracy_at(recipe: Recipe, history: list[dict], epoch: int) -> float:
 
 
 def run_recipe(recipe: Recipe, *, data_dir=None, epochs: int | None = None, seed: int = 0,
-               on_epoch: Callable[[dict], None] | None = None, verify: bool = True) -> dict:
+               on_epoch: Callable[[dict], None] | None = None, verify: bool = True,
+               train_fraction: float = 1.0) -> dict:
     """Run a documented recipe (``epochs`` overrides its epoch count, for quick runs).
 
     Only a run to the recipe's full length is a reproduction: ``reproduced_accuracy`` (the figure at the
     epoch the tutorial reports it) is None for a capped run, whose ``final_accuracy`` is the same metric
-    after its last epoch. A loss that becomes NaN or infinite raises
-    :class:`~tfbench.errors.TrainingDiverged` (see ``train``).
+    after its last epoch; ``train_fraction`` < 1 trains on that share of the training set. A loss that becomes
+    NaN or infinite raises :class:`~tfbench.errors.TrainingDiverged` (see ``train``).
     """
     data = recipe_data(recipe, data_dir, verify=verify)
+    if train_fraction < 1:  # a budgeted run's share of the training set (benchmarks/budget.py)
+        keep = max(1, int(len(data.train.y) * train_fraction))
+        data = Data(name=data.name, train=Split(data.train.x[:keep], data.train.y[:keep]), val=data.val,
+                    test=data.test, source=f"{data.source}; the first {keep} training examples (the run's budget)")
     config = TrainConfig(mode=recipe.mode, optimizer=recipe.optimizer, upper_optimizer=recipe.upper_optimizer,
                          seed=seed)
     epochs = epochs or recipe.epochs
     weights = initial_weights(recipe, get_workload(recipe.workload), seed)
     result = train(recipe.approach, recipe.workload, config, data, epochs=epochs, batch_size=recipe.batch_size,
                    seed=seed, sampling=recipe.sampling, on_epoch=on_epoch, weights=weights)
-    full_length = epochs >= recipe.epochs
+    full_length = epochs >= recipe.epochs and train_fraction >= 1
+    if train_fraction < 1:
+        result["train_fraction"] = train_fraction
     result.update(recipe=recipe.name, title=recipe.title, source=recipe.source, notes=recipe.notes,
                   documented_metric=recipe.documented_metric, documented_accuracy=recipe.documented_accuracy,
                   documented_epochs=recipe.epochs, documented_epoch=recipe.documented_epoch,

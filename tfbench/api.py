@@ -89,7 +89,7 @@ def load(paths: PathLike | Iterable[PathLike]) -> Results:
 RUN_OPTIONS = {"profile": "profile", "approaches": "approach", "workloads": "workload", "modes": "mode",
                "batch_sizes": "batch_size", "steps_per_call": "steps_per_call", "stages": "stages", "device": "device",
                "dataset": "dataset", "data_dir": "data_dir", "samples": "samples", "threads": "threads", "out": "out",
-               "output": "output", "overwrite": "overwrite", "seed": "seed", "progress": "quiet"}
+               "output": "output", "overwrite": "overwrite", "seed": "seed", "progress": "quiet", "budget": "budget"}
 
 
 def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, workloads: Sequence[str] | None = None,
@@ -97,7 +97,7 @@ def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, work
         steps_per_call: Sequence[int] | None = None, stages: Sequence[str] | None = None, device: str = "auto",
         dataset: str | None = None, data_dir: PathLike | None = None, samples: int | None = None,
         threads: tuple[int, int] | None = None, out: PathLike = "results", output: PathLike | None = None,
-        overwrite: bool = False, seed: int = 0, progress: bool = False) -> Results:
+        overwrite: bool = False, seed: int = 0, progress: bool = False, budget: float | None = None) -> Results:
     """Run the benchmark suite, as ``tfbench run`` does, and return its results.
 
     ``profile`` is ``quick``, ``full`` or ``gate``; every other argument narrows it (None keeps the profile's
@@ -106,6 +106,8 @@ def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, work
     would. ``threads`` is (threads per op, ops side by side); default: both the core count. The results file
     is ``output``, or a new ``results-<run id>.json`` in ``out``; an existing ``output`` is refused unless
     ``overwrite``, and one process at a time writes a file. ``progress`` prints a line per job to stderr.
+    ``budget`` is the seconds of benchmarking the run should take (docs/budget.md; the quick profile's
+    default is 300, the full profile samples a fixed amount unless given one).
     """
     given = [name for name, value in locals().items() if value is not None and value is not False]  # arguments only
 
@@ -122,7 +124,7 @@ def run(profile: str = "quick", *, approaches: Sequence[str] | None = None, work
     check_device(device)
     plan = build_plan(profile, approaches=approaches, workloads=workloads, modes=modes, batch_sizes=batch_sizes,
                       steps_per_call=steps_per_call, stages=stages, dataset="mnist" if dataset is None else dataset,
-                      data_dir=data_dir, samples=samples, seed=seed)
+                      data_dir=data_dir, samples=samples, seed=seed, budget_s=budget)
     if threads is None:
         pools = {"intra_op": PROFILES[profile].intra_op or cpu_count(), "inter_op": cpu_count()}
     else:

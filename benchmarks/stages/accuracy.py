@@ -8,7 +8,7 @@ from tfbench.benchmarks.stages.base import Context, Job, unsupported
 KIND = "accuracy"
 # The `tfbench run` options this stage honours beyond the common ones (base.py).
 # Function mode at the profile's accuracy batch size; trained for epochs, not timed samples.
-FLAGS = ("approach", "workload", "dataset", "data_dir", "no_verify", "require_accuracy")
+FLAGS = ("approach", "workload", "dataset", "data_dir", "no_verify", "require_accuracy", "budget")
 
 
 def jobs(context: Context) -> list[Job]:
@@ -32,7 +32,24 @@ def run(context: Context, job: Job) -> list[dict]:
     data, skipped = context.dataset_or_skip(plan.dataset, job.stubs)
     if skipped:
         return skipped
+    # A budgeted run may train fewer epochs, or on a share of the training set (benchmarks/budget.py).
+    epochs, fraction = context.training_size(job, plan.accuracy_epochs)
+    if fraction < 1:
+        data = subset(data, fraction)
     with context.tf.device(params["device"].tf_device):
         result = train(params["approach"], params["workload"], TrainConfig(mode="function", seed=plan.seed),
-                       data, epochs=plan.accuracy_epochs, batch_size=plan.accuracy_batch_size, seed=plan.seed)
+                       data, epochs=epochs, batch_size=plan.accuracy_batch_size, seed=plan.seed)
+    if fraction < 1:
+        result["train_fraction"] = fraction
     return [{**job.stubs[0], "metrics": result}]
+
+
+def subset(data, fraction: float):
+    """``data`` with the first ``fraction`` of its training set (the same examples for every approach)."""
+    from dataclasses import replace
+
+    from tfbench.implementations.datasets import Split
+
+    keep = max(1, int(len(data.train.y) * fraction))
+    return replace(data, train=Split(data.train.x[:keep], data.train.y[:keep]),
+                   source=f"{data.source}; the first {keep} training examples (the run's budget)")

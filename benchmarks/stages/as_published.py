@@ -27,7 +27,7 @@ KIND = "as_published"
 # The `tfbench run` options this stage honours beyond the common ones (base.py).
 # The fixed loop is timed in the plan's compiled modes and K; each tutorial keeps its own approach,
 # network, dataset and batch size.
-FLAGS = ("mode", "steps_per_call", "samples", "data_dir", "no_verify")
+FLAGS = ("mode", "steps_per_call", "samples", "data_dir", "no_verify", "budget")
 PUBLISHED = "published"
 # K > 1 stacks K batches in one tensor; above this many bytes of images (a full-batch step of 60,000 images
 # is 188 MB) only K = 1 is timed.

@@ -43,6 +43,7 @@ class Context:
     tf: Any
     peaks: dict[str, float] = field(default_factory=dict)  # device name -> matmul peak, GFLOP/s
     unavailable: dict[str, str] = field(default_factory=dict)  # dataset -> why it cannot be had
+    budget: Any = None  # tfbench.benchmarks.budget.Budget of a budgeted run, else None
 
     def stub(self, kind: str, **key) -> dict:
         """A record stub of ``kind``; the fields a stage does not name take their neutral value."""
@@ -51,14 +52,23 @@ class Context:
         return make_record(kind, **{**base, **key})
 
     def sampling(self) -> dict:
-        """How many samples: the profile's time budget per round, or exactly ``--samples`` in all."""
+        """How many samples: the profile's time budget per round, exactly ``--samples`` in all, or (a budgeted
+        run) until the stopping rule says so, within the running job's share of the budget."""
         plan = self.plan
         sampling = {"rounds": plan.rounds, "round_budget_s": plan.round_budget_s, "warmup": plan.warmup}
+        if self.budget is not None and not plan.samples:
+            return {**sampling, "stopping": self.budget.rule, "time_budget_s": self.budget.allotment_s,
+                    "on_sampled": self.budget.sampled}
         if plan.samples:  # exactly N: as many rounds as divide N, up to the profile's
             rounds = max(r for r in range(1, plan.rounds + 1) if plan.samples % r == 0)
             per_round = plan.samples // rounds
             sampling.update(rounds=rounds, min_per_round=per_round, max_per_round=per_round)
         return sampling
+
+    def training_size(self, job: Job, epochs: int) -> tuple[int, float]:
+        """(epochs, share of the training set) a training job runs: the profile's ``epochs`` and all of it,
+        or what fits in a budgeted run's share (:meth:`tfbench.benchmarks.budget.Budget.training`)."""
+        return (epochs, 1.0) if self.budget is None else self.budget.training(job, epochs)
 
     def dataset_or_skip(self, name: str, stubs: list[dict]):
         """(the dataset, None), or (None, the stubs marked skipped); a dataset that cannot be had is tried

@@ -36,7 +36,7 @@ from tfbench.errors import UsageError
 KIND = "distributed"
 # The `tfbench run` options this stage honours beyond the common ones (base.py).
 FLAGS = ("approach", "workload", "mode", "batch_size", "steps_per_call", "samples", "strategy", "replicas",
-         "worker_timeout")
+         "worker_timeout", "budget")
 
 
 def prepare(plan, tf) -> None:

@@ -14,7 +14,7 @@ from tfbench.benchmarks.stages.base import Context, Job
 KIND = "input_pipeline"
 # The `tfbench run` options this stage honours beyond the common ones (base.py).
 # Always custom_tape on mlp in function mode at the profile's pipeline batch size.
-FLAGS = ("samples",)
+FLAGS = ("samples", "budget")
 PIPELINES = ("device_resident", "tf_data_prefetch", "numpy_slicing", "numpy_slicing_one_hot")
 
 

@@ -8,7 +8,7 @@ from tfbench.benchmarks.stages.base import Context, Job, skipped
 KIND = "recipe"
 # The `tfbench run` options this stage honours beyond the common ones (base.py).
 # Every documented recipe as documented: its own approach, network, dataset, batch size and optimizer.
-FLAGS = ("data_dir", "no_verify", "require_accuracy")
+FLAGS = ("data_dir", "no_verify", "require_accuracy", "budget")
 
 
 def jobs(context: Context) -> list[Job]:
@@ -30,8 +30,11 @@ def run(context: Context, job: Job) -> list[dict]:
         return skipped(job.stubs, context.unavailable[recipe.dataset])
     try:
         with context.tf.device(job.params["device"].tf_device):
-            result = run_recipe(recipe, data_dir=context.plan.data_dir, epochs=context.plan.recipe_epochs,
-                                seed=context.plan.seed, verify=context.plan.verify)
+            # A budgeted run may train fewer epochs, or a share of the training set (benchmarks/budget.py).
+            epochs, fraction = context.training_size(job, min(context.plan.recipe_epochs or recipe.epochs,
+                                                              recipe.epochs))
+            result = run_recipe(recipe, data_dir=context.plan.data_dir, epochs=epochs, seed=context.plan.seed,
+                                verify=context.plan.verify, train_fraction=fraction)
     except DatasetError as error:
         context.unavailable[recipe.dataset] = str(error)
         return skipped(job.stubs, str(error))

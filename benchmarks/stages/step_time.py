@@ -16,7 +16,7 @@ from tfbench.benchmarks.stages.base import Context, Job, failure, split_supporte
 
 KIND = "step_time"
 # The `tfbench run` options this stage honours beyond the common ones (base.py).
-FLAGS = ("approach", "workload", "mode", "batch_size", "steps_per_call", "samples", "inject_slowdown")
+FLAGS = ("approach", "workload", "mode", "batch_size", "steps_per_call", "samples", "inject_slowdown", "budget")
 REFERENCE = "reference"  # the reference kernel's key among a group's timed configurations
 
 
@@ -191,7 +191,11 @@ def _step_records(context: Context, metas, timed, workload, device, peak_memory)
         metrics = {"step_time_s": summary, "noisy": is_noisy(summary), "first_call_s": measured.first_call_s,
                    "throughput_sps": throughput, "flops_per_sample": workload.flops_per_sample,
                    "achieved_gflops": throughput * workload.flops_per_sample / 1e9,
-                   "peak_memory_bytes": peak_memory.get(key)}
+                   "peak_memory_bytes": peak_memory.get(key),
+                   # Why its sampling stopped, and how narrow its median's interval was then (benchmarks/budget.py).
+                   "stopped_by": measured.stopped_by or "fixed"}
+        if measured.ci_rel_halfwidth is not None:
+            metrics["ci_rel_halfwidth"] = measured.ci_rel_halfwidth
         eager_key = eager_keys.get(stub["approach"])
         if eager_key is not None:
             ratio, low, high = bootstrap_ratio(timed[eager_key].samples, measured.samples)
