@@ -137,8 +137,8 @@ def test_an_option_honoured_by_any_stage_of_the_run_passes_and_the_default_stage
     refuse_ignored(["strategy", "replicas"], run_stages("quick", None, "mirrored"))  # a strategy: distributed
     with pytest.raises(ConfigError, match="--dataset is honoured only by the accuracy and mixed_precision stages"):
         refuse_ignored(["dataset"], run_stages("gate"))  # the gate profile measures step times only
-    with pytest.raises(ConfigError, match="--budget is honoured by no stage; drop --budget"):
-        refuse_ignored(["budget"], STAGES)
+    with pytest.raises(ConfigError, match="--frobnicate is honoured by no stage; drop --frobnicate"):
+        refuse_ignored(["frobnicate"], STAGES)
     with pytest.raises(ConfigError, match="; add a stage that honours each to --stages, or drop --dataset and "
                                           "--strategy$"):
         refuse_ignored(["dataset", "strategy"], ("step_time",))
