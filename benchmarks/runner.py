@@ -75,12 +75,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     # Test-only: adds real busy work, a fraction of each record's warm-up step time, to every timed step.
     parser.add_argument("--inject-slowdown", type=float, help=argparse.SUPPRESS)
+    # Test-only: the slowdown goes into this one record, APPROACH/WORKLOAD/MODE, instead of every record.
+    parser.add_argument("--inject-into", default=None, help=argparse.SUPPRESS)
 
 
 # Flags that change what a run measures: a resumed run keeps its stored plan and refuses them.
 MEASURING_FLAGS = ("profile", "approach", "workload", "mode", "device", "batch_size", "steps_per_call", "stages",
-                   "dataset", "samples", "seed", "inject_slowdown", "out", "output", "overwrite", "strategy",
-                   "replicas")
+                   "dataset", "samples", "seed", "inject_slowdown", "inject_into", "out", "output", "overwrite",
+                   "strategy", "replicas")
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -97,7 +99,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
                           modes=args.mode, batch_sizes=args.batch_size, steps_per_call=args.steps_per_call,
                           stages=args.stages, dataset=args.dataset or "mnist", data_dir=args.data_dir,
                           samples=args.samples, inject_slowdown=args.inject_slowdown or 0.0, seed=args.seed or 0,
-                          verify=not args.no_verify, strategy=args.strategy or "none", replicas=replicas)
+                          verify=not args.no_verify, strategy=args.strategy or "none", replicas=replicas,
+                          inject_into=args.inject_into)
     except ConfigError as error:
         raise UsageError(str(error)) from None
 

@@ -117,8 +117,9 @@ TEST_BASIS = {"runs": "Mann-Whitney test over run medians",
               "samples": "Mann-Whitney test over samples, one run per side",
               "values": "one value per side: no test"}
 # Worst first: the order of the table, and of the summary's head.
-STATUSES = ("broken", "regressed", "improved", "inconclusive", "unchanged", "missing")
-FAILING_STATUSES = ("broken", "regressed")
+STATUSES = ("broken", "changed results", "regressed", "improved", "inconclusive", "unchanged", "missing")
+# "changed results": the results check differs (benchmarks.gate.checks)
+FAILING_STATUSES = ("broken", "changed results", "regressed")
 SINGLE_RUN_NOTE = ("single run per side: the process-to-process noise is not measured, so this comparison is "
                    "less reliable; compare runs of one job (`tfbench ab`) or ratios (`--metric speedup`)")
 
@@ -671,6 +672,8 @@ def _format_value(value: float | None, metric: str) -> str:
         return f"{value:.3g}x"
     if metric == "roofline":
         return f"{value * 100:.3g} %"
+    if metric == "memory":
+        return f"{value / 2 ** 20:.1f} MiB"
     return f"{value:.4f}"
 
 
@@ -709,9 +712,10 @@ def table(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA) -> str:
 def headline(rows: Sequence[Row]) -> str:
     compared = [row for row in rows if row.status != "missing"]
     broken = sum(row.status == "broken" for row in rows)
+    changed = sum(row.status == "changed results" for row in rows)
     regressed = sum(row.status == "regressed" for row in rows)
-    if broken or regressed:
-        parts = ([f"{broken} broken"] if broken else []) + (
+    if broken or regressed or changed:
+        parts = ([f"{broken} broken"] if broken else []) + ([f"{changed} changed results"] if changed else []) + (
             [f"{regressed} regression{'s' * (regressed != 1)}"] if regressed else [])
         return f"❌ {', '.join(parts)} in {len(compared)} records"
     return f"✅ no regression in {len(compared)} records"
@@ -719,7 +723,13 @@ def headline(rows: Sequence[Row]) -> str:
 
 def broken_lines(rows: Sequence[Row]) -> list[str]:
     """One line per broken record, with the candidate's error: what heads the summary."""
-    return [f"broken: {row.record}: {row.note}" for row in rows if row.status == "broken"]
+    return [f"{row.status}: {row.record}: {row.note}" for row in _headed(rows)]
+
+
+def _headed(rows: Sequence[Row]) -> list[Row]:
+    """The failures whose note says what happened: broken, changed results, a memory rise."""
+    return [row for row in rows if row.status in ("broken", "changed results")
+            or (row.metric == "memory" and row.status == "regressed")]
 
 
 def notes(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA) -> list[str]:
@@ -748,14 +758,16 @@ def notes(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA) -> list[str]:
     return lines
 
 
-def to_markdown(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA, title: str = "") -> str:
+def to_markdown(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA, title: str = "",
+                extra_notes: Sequence[str] = ()) -> str:
     """A PR-comment summary: the headline, the broken records with the candidate's error, the table, then the
     rule and the caveats."""
     parts = [f"### {headline(rows)}" + (f" ({title})" if title else ""), ""]
-    broken = [f"- **broken** `{row.record}`: {row.note}" for row in rows if row.status == "broken"]
+    broken = [f"- **{row.status if row.metric != 'memory' else 'memory'}** `{row.record}`: {row.note}"
+              for row in _headed(rows)]
     parts += [*broken, ""] if broken else []
     parts += [table(rows, alpha), ""]
-    parts += [f"- {line}" for line in notes(rows, alpha)]
+    parts += [f"- {line}" for line in [*notes(rows, alpha), *extra_notes]]
     missing = sum(row.status == "missing" for row in rows)
     if missing:
         parts.append(f"- {missing} record{'s' * (missing != 1)} on one side only (not a failure)")
@@ -861,8 +873,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "compare the rounds' paired ratios (files are paired in the order given, each "
                              "pattern or directory sorted by name)")
     add_output_options(parser)
+    add_check_options(parser)
     parser.add_argument("--raw", action="store_true",
                         help="compare raw step times, not normalised by the reference kernel the gate profile times")
+
+
+def add_check_options(parser: argparse.ArgumentParser) -> None:
+    """--accept-numerics-change and --memory-threshold, shared by compare and ab (benchmarks.gate.checks)."""
+    parser.add_argument("--accept-numerics-change", action="store_true",
+                        help="a deliberate change of what the step computes: report the results check's "
+                             "differences without failing the gate")
+    parser.add_argument("--memory-threshold", type=percent, default=None, metavar="PCT",
+                        help="peak-memory rise that fails the gate, in %% (default 10)")
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -879,7 +901,8 @@ def _number(value: float | None) -> float | str | None:
     return "inf" if value > 0 else "-inf"
 
 
-def to_json(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA, title: str = "") -> dict:
+def to_json(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA, title: str = "",
+            extra_notes: Sequence[str] = ()) -> dict:
     """The decision table for machines: one entry per record (ratio, interval, p, verdict) and the exit status."""
     records = []
     for row in rows:
@@ -898,7 +921,7 @@ def to_json(rows: Sequence[Row], alpha: float = DEFAULT_ALPHA, title: str = "") 
             "note": row.note,
         })
     return {"title": title, "headline": headline(rows), "exit_status": exit_code(rows), "alpha": alpha,
-            "rule": notes(rows, alpha)[:1], "records": records}
+            "rule": notes(rows, alpha)[:1], "checks": list(extra_notes), "records": records}
 
 
 def write_json(path: str | Path, document: dict) -> None:
@@ -909,18 +932,18 @@ def write_json(path: str | Path, document: dict) -> None:
 
 
 def report(rows: Sequence[Row], alpha: float, markdown: str | None, title: str = "",
-           json_path: str | None = None) -> int:
+           json_path: str | None = None, extra_notes: Sequence[str] = ()) -> int:
     """Print the comparison, write the Markdown summary and the JSON table if asked; return the exit status."""
     print(headline(rows) + (f" ({title})" if title else ""))
     for line in broken_lines(rows):
         print(line)
     print(table(rows, alpha))
-    for line in notes(rows, alpha):
+    for line in [*notes(rows, alpha), *extra_notes]:
         print(f"* {line}")
     if markdown:
-        write_markdown(markdown, to_markdown(rows, alpha, title))
+        write_markdown(markdown, to_markdown(rows, alpha, title, extra_notes))
     if json_path:
-        write_json(json_path, to_json(rows, alpha, title))
+        write_json(json_path, to_json(rows, alpha, title, extra_notes))
     return exit_code(rows)
 
 
@@ -936,6 +959,11 @@ def main(args: argparse.Namespace) -> int:
                   "travel between machines: use --metric speedup or roofline", file=sys.stderr)
     rows = compare_documents(base_docs, cand_docs, args.metric, args.threshold, args.alpha,
                              args.accuracy_tolerance, normalize=not args.raw, paired=args.paired)
+    extra: list[str] = []
+    if args.metric == "step_time":
+        from tfbench.benchmarks.gate.checks import gate_decision
+
+        rows, extra = gate_decision(rows, base_docs, cand_docs, args.alpha, args)
     pairing = " paired" if args.paired else ""
     return report(rows, args.alpha, args.markdown, title=f"{args.metric}: {len(base_docs)} vs {len(cand_docs)}"
-                  f"{pairing} runs", json_path=args.json_path)
+                  f"{pairing} runs", json_path=args.json_path, extra_notes=extra)
