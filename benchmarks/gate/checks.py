@@ -78,6 +78,11 @@ def _metric_by_key(docs: Sequence[dict], name: str) -> dict[tuple, list[float]]:
     return values
 
 
+def _step_time_keys(docs: Sequence[dict]) -> set[tuple]:
+    return {record_key(record) for doc in docs for record in doc["records"]
+            if record["kind"] == "step_time" and record["status"] == "ok"}
+
+
 @dataclass(frozen=True)
 class ResultsDifference:
     metric: str
@@ -96,7 +101,7 @@ def results_differences(base_docs: Sequence[dict], cand_docs: Sequence[dict]
     (None within tolerance); and the keys of step-time records that lack the check on some side."""
     base = {name: _metric_by_key(base_docs, name) for name in ("check_steps", *CHECK_METRICS)}
     cand = {name: _metric_by_key(cand_docs, name) for name in ("check_steps", *CHECK_METRICS)}
-    timed = set(_metric_by_key(base_docs, "throughput_sps")) & set(_metric_by_key(cand_docs, "throughput_sps"))
+    timed = _step_time_keys(base_docs) & _step_time_keys(cand_docs)
     found: dict[tuple, ResultsDifference | None] = {}
     unavailable = []
     for key in sorted(timed, key=str):
