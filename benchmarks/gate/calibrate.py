@@ -388,7 +388,8 @@ def _condition_text(condition: Condition) -> str:
         return "A/A (no change): false alarms"
     if condition.plant:
         return f"planted {condition.plant} ({PLANTS[condition.plant]}): detections"
-    return f"{_percent(condition.slowdown)} busy-wait slowdown: detections"
+    where = f" in {condition.target} only" if condition.target else ""
+    return f"{_percent(condition.slowdown)} busy-wait slowdown{where}: detections"
 
 
 def gate_seconds(schedule: str, rounds: int, seconds: Sequence[float], compare_seconds: float) -> float:
