@@ -19,9 +19,11 @@ better on this machine. Exit status as ``tfbench compare``: 1 on a regression or
 run``'s "records failed" status but wrote its results is a completed run: its failed records are what makes
 a record broken (:mod:`benchmarks.gate.processes`).
 
-The default is 12 rounds. Under duet, both sides run at once, so a round takes one process's time: ~106 s a
-gate on this 2-core machine, where 8 rounds already caught every 5% slowdown of the calibration (README). Under
-alternate, 24 processes take ~190 s, within the 5-minute budget. With alpha = 0.01 fewer than 5 rounds
+The default is 13 rounds of ``--profile gate`` (20 records, docs/gate-coverage.md): Holm's correction over
+the records needs them (:mod:`benchmarks.gate.checks`). Under duet, both sides run at once, so a round takes
+one process's time (~45 s on two idle cores for the 20 records; the former two-record gate, now ``gate-mini``,
+took 8.8 s a round, 106 s for 12 rounds). Under alternate a round is two processes one after the other.
+With alpha = 0.01 fewer than 5 rounds
 (alternate) or 8 (duet) could never reach significance and are refused.
 
 Two environments (two TensorFlow versions, say) are compared with the same revision and ``--python-a`` /
