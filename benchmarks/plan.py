@@ -233,7 +233,9 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         accuracy_epochs=chosen.accuracy_epochs, accuracy_batch_size=chosen.accuracy_batch_size,
         recipe_epochs=chosen.recipe_epochs, as_published_epochs=chosen.as_published_epochs,
         pipeline_batch_size=chosen.pipeline_batch_size,
-        inject_slowdown=inject_slowdown, inject_into=inject_into, eager_approaches=chosen.eager_approaches,
+        inject_slowdown=inject_slowdown, inject_into=inject_into,
+        # The profile's choice of eager approaches holds unless the user names the approaches or modes.
+        eager_approaches=None if approaches or modes else chosen.eager_approaches,
         reference=chosen.reference, roofline=chosen.roofline,
         interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify, strategy=strategy,
         replicas=replicas,
