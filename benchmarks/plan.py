@@ -74,6 +74,8 @@ class Profile:
     # Seconds of benchmarking the whole run should take (benchmarks/budget.py, docs/budget.md); None: the fixed
     # sampling above, the profile's epochs as they are.
     budget_s: float | None = None
+    # Approaches timed in eager mode (None: all of the profile's); the gate times one, eager being slow.
+    eager_approaches: tuple[str, ...] | None = None
 
 
 # The quick profile's default budget: 5 minutes of benchmarking on 2 cores.
@@ -91,12 +93,27 @@ PROFILES = {
                     batch_sizes=(32, 128, 256, 1024), steps_per_call=(1, 16, 64), rounds=10, round_budget_s=0.15,
                     warmup=5, accuracy_epochs=10, recipe_epochs=None, as_published_epochs=None,
                     k_sweep_max=64, precision_epochs=2),
-    "gate": Profile("gate", "the regression gate's small fixed set: step time only, function mode, K=1, "
-                            "two approaches on mlp at batch 128",
-                    approaches=("custom_tape", "keras_fit"), workloads=("mlp",), modes=("function",),
-                    steps_per_call=(1,), rounds=5, round_budget_s=0.3, warmup=10, stages=("step_time",),
+    # The regression gate (docs/gate-coverage.md). "gate", the default of `tfbench ab` and `tox -e regress`:
+    # every approach on both workloads in function and xla, and custom_tape in eager, each record's own group,
+    # few short rounds (a duet round of it must stay near 40 s for 14 rounds to fit in 10 minutes).
+    "gate": Profile("gate", "the regression gate (pull requests): every approach x mlp, cnn x function, xla, "
+                            "plus custom_tape eager; K=1, batch 128, step time and the results check",
+                    workloads=("mlp", "cnn"), modes=("eager", "function", "xla"), steps_per_call=(1,),
+                    rounds=3, round_budget_s=0.04, warmup=5, stages=("step_time",),
                     # One thread per op: the setting the gate was calibrated under (docs/gate.md).
-                    reference=True, roofline=False, intra_op=1, interleave_approaches=False),
+                    reference=True, roofline=False, intra_op=1, interleave_approaches=False,
+                    eager_approaches=("custom_tape",)),
+    # Nightly: every mode of every approach, K 1 and 16, more samples per process.
+    "gate-wide": Profile("gate-wide", "the nightly regression gate: every approach x mlp, cnn x eager, function, "
+                                      "xla, K 1 and 16, batch 128, step time and the results check",
+                         workloads=("mlp", "cnn"), steps_per_call=(1, 16), rounds=4, round_budget_s=0.06, warmup=5,
+                         stages=("step_time",), reference=True, roofline=False, intra_op=1,
+                         interleave_approaches=False),
+    # The gate of before issue 21: two records, kept to compare with its calibration (docs/gate.md).
+    "gate-mini": Profile("gate-mini", "the former gate: custom_tape and keras_fit on mlp, function, K=1, batch 128",
+                         approaches=("custom_tape", "keras_fit"), workloads=("mlp",), modes=("function",),
+                         steps_per_call=(1,), rounds=5, round_budget_s=0.3, warmup=10, stages=("step_time",),
+                         reference=True, roofline=False, intra_op=1, interleave_approaches=False),
 }
 
 _SEQUENCES = ("approaches", "workloads", "modes", "batch_sizes", "steps_per_call", "devices", "stages", "replicas",
@@ -133,6 +150,10 @@ class Plan:
     as_published_epochs: int | None = 1
     pipeline_batch_size: int = 128
     inject_slowdown: float = 0.0
+    # The one record the slowdown goes into, "APPROACH/WORKLOAD/MODE" (None: every record); gate calibration.
+    inject_into: str | None = None
+    # Approaches timed in eager mode (None: every approach of the plan).
+    eager_approaches: tuple[str, ...] | None = None
     reference: bool = False
     roofline: bool = True
     interleave_approaches: bool = True
@@ -169,11 +190,21 @@ class Plan:
             raise ConfigError("a plan needs at least one approach, workload, mode, batch size and K")
         if self.budget_s is not None and (isinstance(self.budget_s, bool) or not self.budget_s > 0):
             raise ConfigError(f"the budget must be a number of seconds > 0, got {self.budget_s!r}")
-        if self.budget_s is not None and self.profile == "gate":
+        if self.budget_s is not None and self.profile.startswith("gate"):
             raise ConfigError("the gate profile keeps its calibrated fixed sampling: drop --budget, or use the "
                               "quick or full profile")
         if not 0 <= self.inject_slowdown < 10:
             raise ConfigError(f"the injected slowdown must be a fraction in [0, 10), got {self.inject_slowdown}")
+        if self.eager_approaches is not None:
+            object.__setattr__(self, "eager_approaches", tuple(self.eager_approaches))
+        if self.inject_into is not None:
+            parts = self.inject_into.split("/")
+            if len(parts) != 3:
+                raise ConfigError(f"--inject-into takes APPROACH/WORKLOAD/MODE (e.g. custom_tape/mlp/function), "
+                                  f"got {self.inject_into!r}")
+            for what, value, choices in zip(("approach", "workload", "mode"), parts,
+                                            (approach_names(), list(WORKLOADS), MODES)):
+                _check_names(what, [value], choices)
         self._check_distribution()
 
     def _check_distribution(self) -> None:
@@ -206,7 +237,8 @@ class Plan:
 def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes=None, batch_sizes=None,
                steps_per_call=None, stages=None, dataset: str = "mnist", data_dir: str | None = None,
                samples: int | None = None, inject_slowdown: float = 0.0, seed: int = 0, verify: bool = True,
-               strategy: str = "none", replicas=None, backends=None, budget_s: float | None = None) -> Plan:
+               strategy: str = "none", replicas=None, backends=None, budget_s: float | None = None,
+               inject_into: str | None = None) -> Plan:
     """The plan of ``profile`` narrowed by the given filters (None keeps the profile's choice).
 
     A strategy other than ``none`` measures the ``distributed`` stage only, unless ``stages`` says otherwise;
@@ -236,7 +268,10 @@ def build_plan(profile: str = "quick", *, approaches=None, workloads=None, modes
         accuracy_epochs=chosen.accuracy_epochs, accuracy_batch_size=chosen.accuracy_batch_size,
         recipe_epochs=chosen.recipe_epochs, as_published_epochs=chosen.as_published_epochs,
         pipeline_batch_size=chosen.pipeline_batch_size,
-        inject_slowdown=inject_slowdown, reference=chosen.reference, roofline=chosen.roofline,
+        inject_slowdown=inject_slowdown, inject_into=inject_into,
+        # The profile's choice of eager approaches holds unless the user names the approaches or modes.
+        eager_approaches=None if approaches or modes else chosen.eager_approaches,
+        reference=chosen.reference, roofline=chosen.roofline,
         interleave_approaches=chosen.interleave_approaches, seed=seed, verify=verify, strategy=strategy,
         replicas=replicas, k_sweep_max=chosen.k_sweep_max, precision_epochs=chosen.precision_epochs,
         backends=tuple(backends or BACKENDS), budget_s=chosen.budget_s if budget_s is None else float(budget_s),

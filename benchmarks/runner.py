@@ -101,12 +101,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                                              "no summary)")
     # Test-only: adds real busy work, a fraction of each record's warm-up step time, to every timed step.
     parser.add_argument("--inject-slowdown", type=float, help=argparse.SUPPRESS)
+    # Test-only: the slowdown goes into this one record, APPROACH/WORKLOAD/MODE, instead of every record.
+    parser.add_argument("--inject-into", default=None, help=argparse.SUPPRESS)
 
 
 # Flags that change what a run measures: a resumed run keeps its stored plan and refuses them.
 MEASURING_FLAGS = ("profile", "approach", "workload", "mode", "device", "batch_size", "steps_per_call", "stages",
-                   "dataset", "samples", "seed", "inject_slowdown", "out", "output", "overwrite", "strategy",
-                   "replicas", "backend", "budget")
+                   "dataset", "samples", "seed", "inject_slowdown", "inject_into", "out", "output", "overwrite",
+                   "strategy", "replicas", "backend", "budget")
 
 
 def given_options(args: argparse.Namespace) -> list[str]:
@@ -136,7 +138,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
                           stages=args.stages, dataset=args.dataset or "mnist", data_dir=args.data_dir,
                           samples=args.samples, inject_slowdown=args.inject_slowdown or 0.0, seed=args.seed or 0,
                           verify=not args.no_verify, strategy=args.strategy or "none", replicas=replicas,
-                          backends=args.backend, budget_s=args.budget)
+                          backends=args.backend, budget_s=args.budget, inject_into=args.inject_into)
     except ConfigError as error:
         raise UsageError(str(error)) from None
 

@@ -3,6 +3,7 @@ synthetic pools. No TensorFlow, no timing assertions."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -350,3 +351,34 @@ def test_the_planted_failure_breaks_custom_tape_only():
     finally:
         remove()
     assert implementations.build("custom_tape", "mlp") is not None
+
+
+class ChecksRunner(FakeRunner):
+    """As FakeRunner, plus the results check: the loss in the worktree's loss.txt (0.875 without one)."""
+
+    def __call__(self, side, worktree, python, args, output, plant=None) -> ProcessResult:
+        result = super().__call__(side, worktree, python, args, output, plant)
+        loss_file = Path(worktree) / "loss.txt"
+        loss = float(loss_file.read_text()) if loss_file.is_file() else 0.875
+        document = json.loads(Path(output).read_text())
+        document["records"][0]["metrics"].update(check_steps=6, check_loss=loss, check_weights_l2=24.0,
+                                                 check_weights_sum=1.0)
+        Path(output).write_text(json.dumps(document))
+        return result
+
+
+def test_ab_says_changed_results_for_a_faster_step_that_skips_its_update(repo, tmp_path, capsys):
+    # the candidate skips its optimizer update: faster, and its first steps' loss differs
+    (repo / "speed.txt").write_text("0.008")
+    (repo / "loss.txt").write_text("2.302")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "no update")
+    result = run_ab(repo, "HEAD~1", "HEAD", rounds=5, schedule="alternate", out_dir=tmp_path / "out",
+                    runner=ChecksRunner(), log=lambda line: None)
+    [row] = result.rows
+    assert row.status == "changed results" and "check_loss 0.875 -> 2.302" in row.note
+    assert "step time improved" in row.note
+    accepted = run_ab(repo, "HEAD~1", "HEAD", rounds=5, schedule="alternate", out_dir=tmp_path / "out2",
+                      runner=ChecksRunner(), log=lambda line: None, accept_numerics_change=True)
+    assert [r.status for r in accepted.rows] == ["improved"]
+    assert any("accepted" in note for note in accepted.notes)

@@ -19,9 +19,11 @@ better on this machine. Exit status as ``tfbench compare``: 1 on a regression or
 run``'s "records failed" status but wrote its results is a completed run: its failed records are what makes
 a record broken (:mod:`benchmarks.gate.processes`).
 
-The default is 12 rounds. Under duet, both sides run at once, so a round takes one process's time: ~106 s a
-gate on this 2-core machine, where 8 rounds already caught every 5% slowdown of the calibration (docs/gate.md). Under
-alternate, 24 processes take ~190 s, within the 5-minute budget. With alpha = 0.01 fewer than 5 rounds
+The default is 13 rounds of ``--profile gate`` (20 records, docs/gate-coverage.md): Holm's correction over
+the records needs them (:mod:`benchmarks.gate.checks`). Under duet, both sides run at once, so a round takes
+one process's time (~45 s on two idle cores for the 20 records; the former two-record gate, now ``gate-mini``,
+took 8.8 s a round, 106 s for 12 rounds). Under alternate a round is two processes one after the other.
+With alpha = 0.01 fewer than 5 rounds
 (alternate) or 8 (duet) could never reach significance and are refused.
 
 Two environments (two TensorFlow versions, say) are compared with the same revision and ``--python-a`` /
@@ -43,10 +45,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tfbench.benchmarks.gate import duet, signed_rank
+from tfbench.benchmarks.gate import checks, duet, signed_rank
 from tfbench.benchmarks.gate.compare import (
     DEFAULT_ALPHA,
     Row,
+    add_check_options,
     add_decision_options,
     add_output_options,
     check_outputs,
@@ -68,13 +71,16 @@ from tfbench.errors import TfbenchError, UsageError
 
 # Calibrated here (docs/gate.md): 12 duet rounds catch every 5% slowdown in 106 s; 12 alternating rounds catch 98% of
 # 10% slowdowns and 31% of 5% ones in 189 s.
-DEFAULT_ROUNDS = 12
+# 13 duet rounds: with Holm's correction over the gate profile's 20 records the most significant record must
+# reach p < 0.01 / 20, which the signed-rank test can with 12 rounds only if all 12 agree (benchmarks.gate.checks).
+DEFAULT_ROUNDS = 13
 SCHEDULES = ("alternate", "duet")
 # The schedule of `tox -e regress` and of `tfbench ab` without --schedule: "duet", the better one in both
 # schedules' calibration on this machine (docs/gate.md); a machine with one core, or an older baseline without the
 # round barrier, falls back to "alternate" and says so.
 DEFAULT_SCHEDULE = "duet"
 DEFAULT_RUN_ARGS = ("--profile", "gate")
+GATE_PROFILES = ("gate", "gate-wide", "gate-mini")  # pull requests, nightly, the former two-record gate
 CURRENT_CHECKOUT = "WORKTREE"  # as a revision: the working tree as it is, without a worktree of a commit
 SIDES = ("a", "b")
 
@@ -172,6 +178,7 @@ class AbResult:
     commits: dict[str, str | None]
     seconds: list[float] = field(default_factory=list)  # wall time of each process (alternate) or round (duet)
     schedule: str = "alternate"  # the schedule that ran
+    notes: list[str] = field(default_factory=list)  # the results and memory checks (benchmarks.gate.checks)
 
     @property
     def paired(self) -> bool:
@@ -213,7 +220,8 @@ def run_ab(repo: Path, rev_a: str, rev_b: str, *, rounds: int = DEFAULT_ROUNDS,
            run_args: Sequence[str] = DEFAULT_RUN_ARGS, out_dir: Path, python_a: str = sys.executable,
            python_b: str | None = None, runner: Runner = subprocess_runner, threshold: float | None = None,
            alpha: float = DEFAULT_ALPHA, schedule: str = DEFAULT_SCHEDULE,
-           log: Callable[[str], None] = print) -> AbResult:
+           log: Callable[[str], None] = print, accept_numerics_change: bool = False,
+           memory_threshold: float | None = None) -> AbResult:
     """Measure ``rev_a`` (baseline) and ``rev_b`` (candidate) in ``rounds`` rounds; compare them.
 
     ``runner`` runs the processes of the alternate schedule; the duet schedule starts its own (two at a time).
@@ -273,7 +281,10 @@ def run_ab(repo: Path, rev_a: str, rev_b: str, *, rounds: int = DEFAULT_ROUNDS,
         log("two Pythons: comparing raw step times (the reference kernel would move with TensorFlow)")
     rows = compare_documents(docs["a"], docs["b"], "step_time", threshold, alpha, normalize=same_install,
                              paired=schedule == "duet")
-    return AbResult(rows, files, commits, seconds, schedule)
+    rows, notes = checks.decide(rows, docs["a"], docs["b"], alpha, accept_numerics_change=accept_numerics_change,
+                                memory_threshold=checks.DEFAULT_MEMORY_THRESHOLD if memory_threshold is None
+                                else memory_threshold)
+    return AbResult(rows, files, commits, seconds, schedule, notes)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -292,10 +303,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              f"ratios compared (needs two cores; default {DEFAULT_SCHEDULE})")
     parser.add_argument("--python-a", default=sys.executable, metavar="PATH", help="Python of side A")
     parser.add_argument("--python-b", default=None, metavar="PATH", help="Python of side B (default: as A)")
+    parser.add_argument("--profile", default=None, choices=GATE_PROFILES, metavar="NAME",
+                        help=f"the gate profile: {', '.join(GATE_PROFILES)} (default gate; docs/gate-coverage.md)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="where the results files go (default results/ab/<time>)")
     add_output_options(parser)
     add_decision_options(parser)
+    add_check_options(parser)
     parser.add_argument("run_args", nargs=argparse.REMAINDER, metavar="-- RUN_ARGS",
                         help="arguments for `tfbench run` (--profile gate unless they name a profile)")
 
@@ -308,10 +322,14 @@ def main(args: argparse.Namespace) -> int:
                         "the results folder")
     revs = {"a": args.baseline_rev, "b": args.candidate_rev}
     try:
+        run_args = list(args.run_args)
+        if args.profile:
+            run_args = ["--profile", args.profile, *(run_args[1:] if run_args[:1] == ["--"] else run_args)]
         result = run_ab(repo_root(), revs["a"], revs["b"], rounds=args.rounds,
-                        run_args=args.run_args, out_dir=out_dir, python_a=args.python_a,
+                        run_args=run_args, out_dir=out_dir, python_a=args.python_a,
                         python_b=args.python_b, runner=subprocess_runner, threshold=args.threshold,
-                        alpha=args.alpha, schedule=args.schedule)
+                        alpha=args.alpha, schedule=args.schedule,
+                        accept_numerics_change=args.accept_numerics_change, memory_threshold=args.memory_threshold)
     except TfbenchError as error:
         if args.markdown:  # the PR comment says that the gate did not run, and why
             write_markdown(args.markdown, f"### ⚠️ the regression gate could not run\n\n{error.args[0]}\n")
@@ -324,4 +342,5 @@ def main(args: argparse.Namespace) -> int:
     paired = " --paired" if result.paired else ""
     print(f"{len(result.seconds)} {unit} in {total:.0f} s (mean {total / len(result.seconds):.1f} s); to compare "
           f"them again: tfbench compare{paired} '{out_dir / 'a-*.json'}' '{out_dir / 'b-*.json'}'")
-    return report(result.rows, args.alpha, args.markdown, title=result.title(revs), json_path=args.json_path)
+    return report(result.rows, args.alpha, args.markdown, title=result.title(revs), json_path=args.json_path,
+                  extra_notes=result.notes)

@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from tfbench.benchmarks.gate import duet, signed_rank
+from tfbench.benchmarks.gate import checks, duet, signed_rank
 from tfbench.benchmarks.gate.ab import (
     DEFAULT_ROUNDS,
     DEFAULT_SCHEDULE,
@@ -90,7 +90,7 @@ FALSE_ALARM_TARGET = 0.01
 # busy-wait slowdown -> the detection rate the gate should reach (the targets of issue "catch 5% slowdowns")
 DETECTION_TARGETS = ((0.20, 1.0), (0.10, 0.99), (0.05, 0.80))
 # planted change -> its detection target (None: no target, the table shows what the gate makes of it)
-PLANT_TARGETS = {"broken": 1.0, "extra_op": None}
+PLANT_TARGETS = {"broken": 1.0, "extra_op": None, "no_update": 1.0}
 
 PROCESS_TIMES_FILE = "process-times.json"  # beside the results files: the wall time of each process or pair
 
@@ -101,6 +101,7 @@ class Condition:
 
     slowdown: float = 0.0  # --inject-slowdown fraction
     plant: str = ""  # a name of benchmarks.gate.plant.PLANTS
+    target: str = ""  # the one record the slowdown goes into (--inject-into APPROACH/WORKLOAD/MODE); "": all
 
     @property
     def is_null(self) -> bool:
@@ -110,25 +111,30 @@ class Condition:
     def label(self) -> str:
         if self.plant:
             return f"planted {self.plant}"
-        return f"slowdown {self.slowdown:g}"
+        return f"slowdown {self.slowdown:g}" + (f" in {self.target}" if self.target else "")
 
     @property
     def stem(self) -> str:
         """Its results files' name stem (``slowdown0.05``, ``plant-extra_op``); ``slowdown0`` is no change."""
-        return f"plant-{self.plant}" if self.plant else f"slowdown{self.slowdown:g}"
+        if self.plant:
+            return f"plant-{self.plant}"
+        return f"slowdown{self.slowdown:g}" + (f"-in-{self.target.replace('/', '.')}" if self.target else "")
 
     @classmethod
     def from_stem(cls, stem: str) -> Condition:
         if stem.startswith("plant-"):
             return cls(plant=stem[len("plant-"):])
-        return cls(slowdown=float(stem[len("slowdown"):]))
+        size, _, target = stem[len("slowdown"):].partition("-in-")
+        return cls(slowdown=float(size), target=target.replace(".", "/"))
 
     def run_args(self) -> list[str]:
-        return ["--inject-slowdown", f"{self.slowdown:g}"] if self.slowdown else []
+        if not self.slowdown:
+            return []
+        return ["--inject-slowdown", f"{self.slowdown:g}", *(["--inject-into", self.target] if self.target else [])]
 
     def sort_key(self) -> tuple:
-        """No change first, then the slowdowns by size, then the planted changes."""
-        return bool(self.plant), self.slowdown, self.plant
+        """No change first, then the slowdowns by size (and record), then the planted changes."""
+        return bool(self.plant), self.slowdown, self.target, self.plant
 
 
 NULL = Condition()
@@ -172,6 +178,7 @@ def gate_fails(base_docs: Sequence[dict], cand_docs: Sequence[dict], threshold: 
     """The decision of ``tfbench ab``: does any step-time record regress or break?"""
     rows = compare_documents(base_docs, cand_docs, "step_time", threshold, alpha, normalize=normalize,
                              paired=paired)
+    rows, _ = checks.decide(rows, base_docs, cand_docs, alpha)  # Holm, the results check, memory: as ab
     return any(row.status in FAILING_STATUSES for row in rows)
 
 
@@ -296,13 +303,13 @@ def load_pools(folder: Path) -> tuple[Pools | PairPools, list[float], str]:
     pools: dict = {}
     pairs = sorted(folder.glob("duet-*-a.json"))
     for path in pairs:
-        match = re.fullmatch(r"duet-(slowdown[0-9.e+-]+|plant-\w+)-\d+-a\.json", path.name)
+        match = re.fullmatch(r"duet-(slowdown[0-9.e+-]+?(?:-in-[\w.]+)?|plant-\w+)-\d+-a\.json", path.name)
         partner = path.with_name(path.name[:-len("-a.json")] + "-b.json")
         if match and partner.is_file():
             pools.setdefault(Condition.from_stem(match.group(1)), []).append((load(path), load(partner)))
     if not pairs:
         for path in sorted(folder.glob("*.json")):
-            match = re.fullmatch(r"(slowdown[0-9.e+-]+|plant-\w+)-\d+\.json", path.name)
+            match = re.fullmatch(r"(slowdown[0-9.e+-]+?(?:-in-[\w.]+)?|plant-\w+)-\d+\.json", path.name)
             if match:
                 pools.setdefault(Condition.from_stem(match.group(1)), []).append(load(path))
     if NULL not in pools:
@@ -381,7 +388,8 @@ def _condition_text(condition: Condition) -> str:
         return "A/A (no change): false alarms"
     if condition.plant:
         return f"planted {condition.plant} ({PLANTS[condition.plant]}): detections"
-    return f"{_percent(condition.slowdown)} busy-wait slowdown: detections"
+    where = f" in {condition.target} only" if condition.target else ""
+    return f"{_percent(condition.slowdown)} busy-wait slowdown{where}: detections"
 
 
 def gate_seconds(schedule: str, rounds: int, seconds: Sequence[float], compare_seconds: float) -> float:
@@ -438,6 +446,16 @@ def slowdown_list(text: str) -> tuple[float, ...]:
     return tuple(sorted(set(values)))
 
 
+def target_list(text: str) -> list[str]:
+    """argparse type: comma-separated records APPROACH/WORKLOAD/MODE (checked by the plan of each process)."""
+    targets = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    bad = [target for target in targets if target.count("/") != 2]
+    if not targets or bad:
+        raise argparse.ArgumentTypeError(f"records are APPROACH/WORKLOAD/MODE, e.g. custom_tape/mlp/function: "
+                                         f"{text!r}")
+    return targets
+
+
 def plant_list(text: str) -> tuple[str, ...]:
     """argparse type: comma-separated planted changes, or "none"."""
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
@@ -467,6 +485,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"planted code changes: {plants} (default {','.join(DEFAULT_PLANTS)}; none for none)")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, metavar="N",
                         help=f"rounds of one gate, as `tfbench ab --rounds` (default {DEFAULT_ROUNDS})")
+    parser.add_argument("--inject-into", type=target_list, default=None, metavar="LIST",
+                        help="put each slowdown into one record only, APPROACH/WORKLOAD/MODE, each of a "
+                             "comma-separated list in turn (one condition per record: per-record detection "
+                             "rates); default: into every record")
     add_decision_options(parser)
     parser.add_argument("--out", metavar="FILE", help="also write the Markdown table to FILE")
     parser.add_argument("--results", type=Path, default=None, metavar="DIR",
@@ -513,7 +535,9 @@ def main(args: argparse.Namespace) -> int:
         check_file(args.out, "the Markdown table")  # before minutes of runs, not after them
     if args.results and args.reuse is None and args.simulate is None:
         check_dir(args.results, "the results folder")
-    conditions = [*(Condition(slowdown) for slowdown in args.slowdowns), *(Condition(plant=p) for p in args.plants)]
+    targets = args.inject_into or [""]
+    conditions = [*(Condition(slowdown, target=target) for slowdown in args.slowdowns for target in targets),
+                  *(Condition(plant=p) for p in args.plants)]
     processes = args.processes
     if args.reuse is not None:
         processes = min(len(pool) for pool in pools.values())

@@ -13,6 +13,9 @@ sees. A pull request can also slow a step in other shapes, and the gate must be 
   through ``keras.optimizers.Optimizer.apply``, which is where it is planted.
 * ``broken``: building the ``custom_tape`` approach raises, as a pull request that breaks it would: the gate
   must report it broken, every time.
+* ``no_update``: every optimizer update is skipped (``Optimizer.apply`` returns at once): the step gets faster
+  by not doing its work. The gate must say "changed results" (the results check, :mod:`benchmarks.gate.checks`),
+  not "improved".
 
 Used as the process's entry point in place of the CLI: ``python -m tfbench.benchmarks.gate.plant PLANT run
 ...`` installs the change, then runs ``tfbench`` with the remaining arguments.
@@ -26,6 +29,7 @@ from collections.abc import Callable
 PLANTS = {
     "extra_op": "an independent matmul of ~10 % of the step's FLOPs in every update, off the critical path",
     "broken": "building custom_tape raises (a pull request that breaks an approach)",
+    "no_update": "every optimizer update is skipped: a faster step that no longer trains",
 }
 EXTRA_OP_FRACTION = 0.10
 GATE_BATCH_SIZE = 128
@@ -81,9 +85,23 @@ def plant_broken() -> Callable[[], None]:
     return lambda: setattr(implementations, "build", original)
 
 
+def plant_no_update() -> Callable[[], None]:
+    """Plant the skipped update; returns the function that removes it."""
+    import keras
+
+    owner = next(cls for cls in keras.optimizers.Optimizer.__mro__ if "apply" in vars(cls))
+    original = owner.apply
+
+    def apply(self, grads, trainable_variables=None):
+        return None  # the weights stay as they are: nothing is learnt, and the step is cheaper
+
+    owner.apply = apply
+    return lambda: setattr(owner, "apply", original)
+
+
 def install(plant: str) -> Callable[[], None]:
     """Plant ``plant`` in this process; returns the function that removes it."""
-    return {"extra_op": plant_extra_op, "broken": plant_broken}[plant]()
+    return {"extra_op": plant_extra_op, "broken": plant_broken, "no_update": plant_no_update}[plant]()
 
 
 def main(argv: list[str]) -> int:

@@ -16,7 +16,8 @@ from tfbench.benchmarks.stages.base import Context, Job, failure, split_supporte
 
 KIND = "step_time"
 # The `tfbench run` options this stage honours beyond the common ones (base.py).
-FLAGS = ("approach", "workload", "mode", "batch_size", "steps_per_call", "samples", "inject_slowdown", "budget")
+FLAGS = ("approach", "workload", "mode", "batch_size", "steps_per_call", "samples", "inject_slowdown", "inject_into",
+         "budget")
 REFERENCE = "reference"  # the reference kernel's key among a group's timed configurations
 
 
@@ -35,7 +36,10 @@ def jobs(context: Context) -> list[Job]:
                 for approaches in groups:
                     stubs = [context.stub(KIND, approach=approach, workload=workload, mode=mode, steps_per_call=k,
                                           device=device.name, batch_size=batch_size)
-                             for mode, k in configs(plan) for approach in approaches]
+                             for mode, k in configs(plan) for approach in approaches
+                             if mode != "eager" or plan.eager_approaches is None or approach in plan.eager_approaches]
+                    if not stubs:
+                        continue
                     found.append(Job(KIND, {"approaches": approaches, "workload": workload,
                                             "batch_size": batch_size, "device": device}, stubs))
     return found
@@ -106,7 +110,7 @@ def run(context: Context, job: Job) -> list[dict]:
     workload = get_workload(job.params["workload"])
     batch_size = job.params["batch_size"]
     sync = lambda: dev.synchronize(device, tf)  # noqa: E731
-    timed, peak_memory, memory_windows, effective = {}, {}, {}, {}
+    timed, peak_memory, memory_windows, checks, effective = {}, {}, {}, {}, {}
     records, metas = split_supported(job.stubs, lambda stub: get_approach(stub["approach"]).unsupported(
         workload, stub["mode"]) or device.unsupported_reason(stub["mode"]))
     if not metas:
@@ -127,15 +131,20 @@ def run(context: Context, job: Job) -> list[dict]:
                 # host copies, outside the device allocator whose peak is measured.
                 effective[record_key] = trainer_settings(tf, trainer, first_batch=(calls_of[k][0][0][0],
                                                                                    calls_of[k][1][0][0]))
-                timed[record_key] = Timed(trainer.runner(*calls_of[k]), steps_per_call=k,
-                                          inject_fraction=plan.inject_slowdown)
+                runner = trainer.runner(*calls_of[k])
+                last_loss = []
+                timed[record_key] = Timed(lambda runner=runner, last=last_loss: _keep(last, runner()),
+                                          steps_per_call=k, inject_fraction=_injected(plan, stub))
                 # Build, first call and warm-up run one configuration at a time: its own peak memory.
                 first_and_warmup(timed[record_key], plan.warmup, sync, time.perf_counter)
+                timed[record_key].call = runner  # the timed calls keep no loss
+
             except Exception as error:  # this configuration fails (e.g. out of memory); the group goes on
                 records.append({**metas.pop(record_key), "status": "failed", "reason": failure(error)})
                 timed.pop(record_key, None)
                 continue
             peak_memory[record_key] = dev.record_peak_memory(device, memory_windows[record_key], tf)
+            checks[record_key] = results_check(trainer, last_loss, (1 + plan.warmup) * k)
         # The approaches of one mode and K form a block: timed back to back, in turn first.
         blocks = {}
         for key in timed:
@@ -158,6 +167,9 @@ def run(context: Context, job: Job) -> list[dict]:
                     first_compiled.setdefault(stub["approach"], key)
             overhead = {key: harness_overhead(timed[key], sync=sync) for key in first_compiled.values()}
     records = records + _step_records(context, metas, timed, workload, device, peak_memory)
+    for record in records:
+        if record["status"] == "ok" and record["id"] in checks:
+            record["metrics"].update(checks[record["id"]])
     preplaced = _preplaced_bytes(bank_x, bank_y, calls_of)
     for record in records:
         if record["status"] == "ok":
@@ -174,11 +186,36 @@ def run(context: Context, job: Job) -> list[dict]:
     return records
 
 
+def _injected(plan, stub: dict) -> float:
+    """The slowdown this record gets: the plan's, unless ``--inject-into`` names another record."""
+    if plan.inject_into and plan.inject_into != f"{stub['approach']}/{stub['workload']}/{stub['mode']}":
+        return 0.0
+    return plan.inject_slowdown
+
+
+def _keep(last: list, loss):
+    """Keep the warm-up's latest loss (unforced) for the results check; return it for the timing."""
+    last[:] = [loss]
+    return loss
+
+
+def results_check(trainer, last_loss: list, steps: int) -> dict:
+    """The results check (issue 21): what the first ``steps`` optimizer steps from the initial weights on the
+    fixed synthetic batches computed, i.e. the first call and the warm-up, which every revision runs alike.
+    Taken there, it costs no extra build or trace. Two revisions that compute the same step agree to float
+    tolerance; the gate compares these (:mod:`benchmarks.gate.checks`)."""
+    import numpy as np
+
+    weights = [np.asarray(w, dtype=np.float64) for w in trainer.get_weights()]
+    return {"check_steps": int(steps), "check_loss": float(last_loss[0]) if last_loss else float("nan"),
+            "check_weights_l2": float(np.sqrt(sum(float(np.sum(w * w)) for w in weights))),
+            "check_weights_sum": float(sum(float(np.sum(w)) for w in weights))}
+
+
 def _step_records(context: Context, metas, timed, workload, device, peak_memory) -> list[dict]:
     from tfbench.benchmarks.timing import bootstrap_ratio
     from tfbench.implementations import get_approach
 
-    plan = context.plan
     eager_keys = {stub["approach"]: key for key, stub in metas.items() if stub["mode"] == "eager"}
     records = []
     for key, stub in metas.items():
@@ -205,8 +242,8 @@ def _step_records(context: Context, metas, timed, workload, device, peak_memory)
                                                                   device_kind=device.kind)
         if known_cost:
             metrics["known_cost"] = known_cost
-        if plan.inject_slowdown:
-            metrics["injected_slowdown"] = plan.inject_slowdown
+        if measured.inject_fraction:
+            metrics["injected_slowdown"] = measured.inject_fraction
             metrics["injected_s_per_step"] = measured._inject_s / measured.steps_per_call
         records.append({**stub, "metrics": metrics})
     return records
