@@ -26,7 +26,7 @@ import time
 from tfbench.benchmarks.stages.base import Context, Job, failure
 
 KIND = "mixed_precision"
-FLAGS = ("approach", "workload", "batch_size", "dataset", "data_dir", "no_verify")
+FLAGS = ("approach", "workload", "batch_size", "samples", "dataset", "data_dir", "no_verify")
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 MODE = "function"
 BATCH_SIZE = 128

@@ -36,7 +36,7 @@ from tfbench.benchmarks.results import is_noisy, summarize
 from tfbench.benchmarks.stages.base import Context, Job, failure, unsupported
 
 KIND = "peer"
-FLAGS = ("backend", "workload", "batch_size", "steps_per_call")
+FLAGS = ("backend", "workload", "batch_size", "steps_per_call", "samples")
 BACKENDS = ("tensorflow", "jax")
 TF_STYLES = (("raw_tf_nn", "function"), ("raw_tf_nn", "xla"), ("keras_fit", "function"), ("keras_fit", "xla"))
 JAX_STYLES = (("keras_fit", "xla"), ("plain_jax", "xla"))  # every JAX step is jit-compiled: mode xla
