@@ -240,3 +240,74 @@ def runs_summary(frame: pd.DataFrame) -> list[str]:
                      counted, int(run["noisy"].fillna(False).sum())])
     return [f"{len(frame)} records, each the newest measurement of its configuration on its machine.", "",
             _table(["Machine", "Results file", "Date", "Profile", "Records shown", "Noisy"], rows)]
+
+
+# --- this wave's diagnostics and peers: one short table each; their detail pages hold every record ---------------
+
+
+def diagnostics_summary(frame: pd.DataFrame) -> list[str]:
+    traces = ok(frame, "retracing")
+    growth = ok(frame, "memory_growth")
+    if traces.empty and growth.empty:
+        return ["No retracing or memory-growth records in these results."]
+    rows = []
+    if not traces.empty:
+        plain = traces[traces["fix"] == "none"]
+        for (approach, mode), record in plain.groupby(["approach", "mode"], sort=False):
+            per = record["traces_per_signature"].iloc[0]
+            if missing(per) or per <= 1:
+                continue
+            fixes = traces[(traces["approach"] == approach) & (traces["mode"] == mode) & (traces["fix"] != "none")
+                           & (traces["traces_per_signature"] <= 1)]
+            best = fixes.sort_values("epoch_wall_s").iloc[0] if not fixes.empty else None
+            rows.append([approach, mode, f"{sig(per)} traces per signature",
+                         DASH if best is None else f"`{best['fix']}`: epoch {secs(record['epoch_wall_s'].iloc[0])} "
+                                                  f"-> {secs(best['epoch_wall_s'])}"])
+    flagged = growth[growth["growth_flagged"] == True] if not growth.empty else growth  # noqa: E712 (a column)
+    names = {"step": "step", "fit_call": "fit() call", "build": "build"}
+    units = sorted({names.get(unit, unit) for unit in flagged.get("growth_unit", [])}) if not flagged.empty else []
+    lines = ["Each style's compiled step over a user's epoch (a partial last batch, the step index passed as a "
+             "Python number), and the fix that ends the retracing, measured:", ""]
+    lines += [_table(["Approach", "Mode", "Without a fix", "Fix with the shortest epoch"], rows)] if rows else \
+        ["- No style traces more than once per input signature."]
+    lines += ["", f"Memory that grows above its noise: per {' and per '.join(units)} "
+                  f"({len(flagged)} of {len(growth)} curves); no per-step slope is flagged."
+              if units and "step" not in units else
+              f"Memory above its noise: {len(flagged)} of {len(growth)} curves."]
+    return lines
+
+
+def k_sweep_summary(frame: pd.DataFrame) -> list[str]:
+    sweeps = ordered(ok(frame, "k_sweep"), "mode")
+    if sweeps.empty:
+        return ["No K-sweep records in these results."]
+    rows = [[r["workload"], r["approach"], r["mode"], DASH if missing(r["knee_k"]) else f"K={int(r['knee_k'])}"]
+            for _, r in sweeps.iterrows()]
+    return ["The smallest K after which doubling the steps per call gains under 5%:", "",
+            _table(["Workload", "Approach", "Mode", "Knee"], rows)]
+
+
+def precision_summary(frame: pd.DataFrame) -> list[str]:
+    policies = ok(frame, "mixed_precision")
+    policies = policies[policies["variant"] != "float32"] if not policies.empty else policies
+    if policies.empty:
+        return ["No mixed-precision records in these results."]
+    rows = []
+    for (workload, policy), group in policies.groupby(["workload", "variant"], sort=False):
+        verdicts = group["verdict"].value_counts()
+        rows.append([workload, policy, f"{group['vs_float32'].min():.2f}x to {group['vs_float32'].max():.2f}x",
+                     ", ".join(f"{verdict} ({count})" for verdict, count in verdicts.items())])
+    return ["Each approach's step time under a policy over its float32 step (same run), and the verdicts:", "",
+            _table(["Workload", "Policy", "vs float32", "Verdicts (approaches)"], rows)]
+
+
+def peers_summary(frame: pd.DataFrame) -> list[str]:
+    peers = ok(frame, "peer")
+    if peers.empty:
+        return ["No peer records in these results."]
+    jax = peers[peers["id"].str.endswith("/jax") & (peers["steps_per_call"] == 1)]
+    rows = [[r["workload"], r["batch_size"], "plain JAX" if r["approach"] == "plain_jax" else "Keras 3 on JAX",
+             DASH if missing(r.get("vs_best_tensorflow")) else f"{r['vs_best_tensorflow']:.2f}x"]
+            for _, r in ordered(jax, "batch_size").iterrows()]
+    return ["Step time at K=1 over TensorFlow's fastest style's, measured in one run (below 1: JAX is faster):", "",
+            _table(["Workload", "Batch", "Peer", "vs best TensorFlow"], rows)]
