@@ -250,12 +250,17 @@ class Budget:
 
     @classmethod
     def for_jobs(cls, budget_s: float, speed: MachineSpeed, jobs: list, plan, *, spent_s: float = 0.0,
-                 rule: StoppingRule = DEFAULT_RULE, strict: bool = True) -> Budget:
+                 rule: StoppingRule = DEFAULT_RULE, strict: bool = True, grow: bool = False) -> Budget:
         """The budget of ``jobs``; refused (ConfigError) when it cannot give every record its minimum (unless
-        not ``strict``: a resumed run over its budget finishes at the minimum)."""
+        not ``strict``: a resumed run over its budget finishes at the minimum). With ``grow`` (a profile's own
+        default budget, which the user did not choose) a budget too small becomes the smallest that fits, so
+        that the main job still runs on a slow machine, in a time it states before it starts."""
         costs = {id(job): job_cost(job, plan, speed.slowdown) for job in jobs}
         budget = cls(budget_s=budget_s, speed=speed, costs=costs, rule=rule, spent_s=spent_s, _left=dict(costs))
         smallest = budget.smallest_s() + spent_s
+        if grow and budget_s < smallest:
+            return cls(budget_s=float(math.ceil(smallest)), speed=speed, costs=costs, rule=rule, spent_s=spent_s,
+                       _left=dict(costs))
         if strict and budget_s < smallest:
             raise ConfigError(f"a budget of {budget_s:g} s is too small for this plan on this machine "
                               f"({speed.slowdown:.1f}x slower than the reference): the smallest that gives every "

@@ -97,16 +97,26 @@ def make_budget(context: Context, jobs: list[Job], fresh: bool = True):
         speed = measure_machine(context.tf, device, context.peaks.get(device.name))
     done = results.done_ids()
     todo = [job for job in jobs if not all(s["id"] in done for s in job.stubs)]
+    from tfbench.benchmarks.plan import PROFILES
+
+    # The profile's own default (the quick profile's 300 s) grows on a slow machine; a budget the user chose
+    # is held to, and one too small for it is refused.
+    default = plan.budget_s == PROFILES[plan.profile].budget_s
     try:
         budget = Budget.for_jobs(plan.budget_s, speed, todo, plan,
-                                 spent_s=spent_by([r for r in results.records if r["id"] in done]), strict=fresh)
+                                 spent_s=spent_by([r for r in results.records if r["id"] in done]), strict=fresh,
+                                 grow=fresh and default)
     except ConfigError:
         if fresh and not results.records:
             results.path.unlink(missing_ok=True)
         raise
-    environment.update(budget_s=plan.budget_s, machine_speed=speed.to_json())
+    if budget.budget_s > plan.budget_s:
+        context.log(f"the {plan.profile} profile's {plan.budget_s:g} s budget cannot give every record its minimum "
+                    f"on this machine ({speed.slowdown:.1f}x slower than the reference): it runs at its smallest, "
+                    f"{budget.budget_s:g} s (choose one with --budget)")
+    environment.update(budget_s=budget.budget_s, machine_speed=speed.to_json())
     results.save()
-    context.log(f"budget: {plan.budget_s:g} s; this machine: float32 matmul {speed.matmul_gflops:.0f} GFLOP/s, "
+    context.log(f"budget: {budget.budget_s:g} s; this machine: float32 matmul {speed.matmul_gflops:.0f} GFLOP/s, "
                 f"a tf.function call {speed.call_s * 1e6:.0f} us, {speed.slowdown:.2f}x the reference machine's "
                 f"time; ETA {budget.eta_s():.0f} s")
     return budget

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,11 @@ def test_a_slower_machine_gets_less_training_and_a_too_small_budget_names_the_sm
     assert on_slow.training(cnn, 3) < (3, 1.0)  # 3 CNN epochs do not fit a minute at a third of the speed
     with pytest.raises(ConfigError, match=r"too small .* about \d+ s \(--budget \d+\)"):
         Budget.for_jobs(5.0, slow, jobs, plan)
+    # The profile's own default is not the user's choice: on a slow machine it grows to the smallest that fits,
+    # so the main job runs, in a time stated before it starts.
+    grown = Budget.for_jobs(5.0, slow, jobs, plan, grow=True)
+    smallest = Budget.for_jobs(10_000.0, slow, jobs, plan).smallest_s()
+    assert grown.budget_s == pytest.approx(math.ceil(smallest)) and grown.budget_s > 5.0
 
 
 def test_the_budget_shares_sampling_and_corrects_itself_by_what_jobs_took():
