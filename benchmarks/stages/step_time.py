@@ -160,7 +160,7 @@ def run(context: Context, job: Job) -> list[dict]:
         # call, where bookkeeping would show most); on the CPU the sync is a no-op and the bare loop
         # is exact.
         overhead = {}
-        if device.kind == "cpu" and not plan.inject_slowdown:
+        if device.kind == "cpu" and plan.overhead_check and not plan.inject_slowdown:
             first_compiled = {}
             for key, stub in metas.items():
                 if stub["mode"] != "eager":
