@@ -263,7 +263,7 @@ def test_calibration_markdown_states_what_it_rests_on():
     assert cells["10 % busy-wait slowdown: detections"] == ["-", "100", "99", "99 %", "≥ 99 %", "yes"]
     broken = next(value for key, value in cells.items() if key.startswith("planted broken"))
     assert broken == ["broken", "100", "100", "100 %", "≥ 100 %", "yes"]
-    assert "6 rounds x 2 processes x 21.0 s" in text and "within the 300 s budget" in text
+    assert "6 rounds x 2 processes x 21.0 s" in text and "within the 600 s budget" in text
 
 
 def test_calibrate_cli_simulation_writes_the_table(tmp_path, capsys):
@@ -382,3 +382,40 @@ def test_ab_says_changed_results_for_a_faster_step_that_skips_its_update(repo, t
                       runner=ChecksRunner(), log=lambda line: None, accept_numerics_change=True)
     assert [r.status for r in accepted.rows] == ["improved"]
     assert any("accepted" in note for note in accepted.notes)
+
+
+def test_caught_alone_takes_holms_strictest_level_over_the_records_tested():
+    from tfbench.benchmarks.gate.calibrate import caught_alone
+    from tfbench.benchmarks.gate.compare import Row
+    from tfbench.benchmarks.gate.statistics import Verdict
+
+    def row(name, status, p_value):
+        verdict = Verdict(status, 1.1, 1.05, 1.15, p_value, 13, 13, "pairs", 0.03, 1.0, 1.1, "", False)
+        return Row(f"step_time/{name}/function/k1/cpu/b128/synthetic/", "step_time", status, verdict=verdict)
+
+    rows = [row("a/mlp", "regressed", 0.001),  # below 0.01 / 4: caught whatever the others do
+            row("b/mlp", "regressed", 0.004),  # significant alone, not at Holm's first level: not counted
+            row("c/cnn", "unchanged", 0.0001),  # its interval did not clear the threshold
+            row("d/cnn", "unchanged", 0.9),
+            Row("step_time/e/cnn/xla/k1/cpu/b128/synthetic/", "step_time", "broken")]  # no test: not in m
+    assert caught_alone(rows, alpha=0.01) == {"a/mlp/function"}
+    assert caught_alone(rows[:1], alpha=0.01) == {"a/mlp/function"}
+
+
+def test_calibration_gives_each_record_its_rate_of_a_slowdown_put_into_it_alone():
+    pools = synthetic_pools(16, (0.05, 0.20), process_noise=0.005, sample_noise=0.005, seed=1, paired=True)
+    rates = {rate.condition.slowdown: rate for rate in estimate_rates(pools, rounds=13, trials=60, seed=2,
+                                                                     paired=True)[0]}
+    assert rates[0.0].per_record == {}  # no slowdown, no detections to count
+    big = rates[0.20]
+    assert set(big.per_record) == set(big.record_ratios) == {"custom_tape/w0/function", "custom_tape/w1/function"}
+    assert all(count == big.trials for count in big.per_record.values())  # a 20 % step is caught every time
+    assert all(1.15 < ratio < 1.25 for ratio in big.record_ratios.values())
+    assert all(0 <= count <= rates[0.05].trials for count in rates[0.05].per_record.values())
+    text = to_markdown(list(rates.values()), processes=16, rounds=13, threshold=None, alpha=0.01,
+                       compare_seconds=0.01, process_seconds=[35.0], schedule="duet")
+    table = text.split("#### Per record")[1]
+    line = next(line for line in table.splitlines() if line.startswith("| custom_tape/w0/function"))
+    assert "100 % (1.2" in line and line.rstrip(" |").endswith("yes")
+    assert "lower bound" in table and "of 2 records meet them" in table
+    assert "within the 600 s budget" in text  # 13 x 35 s
