@@ -23,9 +23,8 @@ from tfbench.benchmarks.gate.compare import (
     min_runs,
     rank_test,
     smallest_p_value,
-    to_json,
-    to_markdown,
 )
+from tfbench.benchmarks.gate.views import to_json, to_markdown
 from tfbench.benchmarks.results import make_record, summarize, write_json_atomic
 from tfbench.benchmarks.timing import bootstrap_ratio
 from tfbench.errors import UsageError

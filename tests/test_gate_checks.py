@@ -11,7 +11,8 @@ import pytest
 from tfbench.benchmarks import cli
 from tfbench.benchmarks.gate import calibrate, checks, plant
 from tfbench.benchmarks.gate.calibrate import Condition, synthetic_document
-from tfbench.benchmarks.gate.compare import Row, Verdict, compare_documents, exit_code, to_markdown
+from tfbench.benchmarks.gate.compare import Row, Verdict, compare_documents, exit_code
+from tfbench.benchmarks.gate.views import to_markdown
 from tfbench.benchmarks.plan import build_plan
 from tfbench.benchmarks.results import write_json_atomic
 from tfbench.benchmarks.stages import step_time

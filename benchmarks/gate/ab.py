@@ -55,9 +55,6 @@ from tfbench.benchmarks.gate.compare import (
     check_outputs,
     compare_documents,
     min_runs,
-    report,
-    write_json,
-    write_markdown,
 )
 from tfbench.benchmarks.gate.processes import (
     ProcessFailed,  # noqa: F401 (callers catch ab.ProcessFailed)
@@ -65,6 +62,7 @@ from tfbench.benchmarks.gate.processes import (
     check_completed,
     run_command,
 )
+from tfbench.benchmarks.gate.views import report, write_json, write_markdown
 from tfbench.benchmarks.outputs import writing
 from tfbench.benchmarks.results import load
 from tfbench.errors import TfbenchError, UsageError

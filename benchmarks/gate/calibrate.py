@@ -75,9 +75,9 @@ from tfbench.benchmarks.gate.compare import (
     compare_documents,
     min_runs,
     percent,
-    write_markdown,
 )
 from tfbench.benchmarks.gate.plant import PLANTS
+from tfbench.benchmarks.gate.views import write_markdown
 from tfbench.benchmarks.results import SCHEMA_VERSION, load, make_record, summarize
 from tfbench.errors import UsageError
 

@@ -1,7 +1,8 @@
 """The regression gate's statistics: the exact Mann-Whitney test over run medians, the signed-rank test over
 paired rounds (:mod:`benchmarks.gate.signed_rank`), and the intervals of the ratio they imply; one record's
 :class:`Verdict`. Pure NumPy, no records or files: :mod:`benchmarks.gate.compare` has the method and the
-reasons for its defaults, :mod:`benchmarks.gate.checks` the decision over many records.
+reasons for its defaults, :mod:`benchmarks.gate.checks` the decision over many records,
+:mod:`benchmarks.gate.views` the rendering of the verdicts.
 """
 
 from __future__ import annotations

@@ -38,13 +38,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tfbench.benchmarks.gate import ab
-from tfbench.benchmarks.gate.compare import (
-    add_decision_options,
-    add_output_options,
-    report,
-    write_json,
-    write_markdown,
-)
+from tfbench.benchmarks.gate.compare import add_decision_options, add_output_options
+from tfbench.benchmarks.gate.views import report, write_json, write_markdown
 from tfbench.errors import TfbenchError, UsageError
 
 ENV_DIR_VARIABLE = "TFBENCH_ENV_DIR"
