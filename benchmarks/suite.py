@@ -85,7 +85,7 @@ def make_budget(context: Context, jobs: list[Job], fresh: bool = True):
     """The run's :class:`~tfbench.benchmarks.budget.Budget`, over the jobs not done yet: the machine measured
     (once: a resumed run keeps its measurement) and stored with the budget in the environment. A budget too
     small is refused here (one line), and a new run's results file, empty still, is removed."""
-    from tfbench.benchmarks.budget import Budget, MachineSpeed, measure_machine, spent_by
+    from tfbench.benchmarks.budget import GROW_MARGIN, Budget, MachineSpeed, measure_machine, spent_by
     from tfbench.errors import ConfigError
 
     results, plan = context.results, context.plan
@@ -112,8 +112,8 @@ def make_budget(context: Context, jobs: list[Job], fresh: bool = True):
         raise
     if budget.budget_s > plan.budget_s:
         context.log(f"the {plan.profile} profile's {plan.budget_s:g} s budget cannot give every record its minimum "
-                    f"on this machine ({speed.slowdown:.1f}x slower than the reference): it runs at its smallest, "
-                    f"{budget.budget_s:g} s (choose one with --budget)")
+                    f"on this machine ({speed.slowdown:.1f}x slower than the reference): it runs at the smallest that "
+                    f"fits, with a {GROW_MARGIN - 1:.0%} margin, {budget.budget_s:g} s (choose one with --budget)")
     environment.update(budget_s=budget.budget_s, machine_speed=speed.to_json())
     results.save()
     context.log(f"budget: {budget.budget_s:g} s; this machine: float32 matmul {speed.matmul_gflops:.0f} GFLOP/s, "

@@ -106,6 +106,9 @@ def section(frame: pd.DataFrame) -> list[str]:
     rows = []
     for _, r in rows_frame.iterrows():
         published_epochs = f"{int(r['published_epochs'])}/{int(r['documented_epochs'])}"
+        fraction = r.get("train_fraction")
+        if _present(fraction) and float(fraction) < 1:  # a budgeted run's share of one epoch's steps
+            published_epochs = f"{float(fraction):.0%} of one of {int(r['documented_epochs'])}"
         ci = r.get("published_over_best_ci")
         interval = f" ({ci[0]:.1f}–{ci[1]:.1f})" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
         documented = accuracy(r["documented_accuracy"]) if _present(r["documented_accuracy"]) else "not reported"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tfbench.benchmarks.budget import (
+    GROW_MARGIN,
     Budget,
     MachineSpeed,
     StoppingRule,
@@ -118,7 +119,7 @@ def test_a_slower_machine_gets_less_training_and_a_too_small_budget_names_the_sm
     # so the main job runs, in a time stated before it starts.
     grown = Budget.for_jobs(5.0, slow, jobs, plan, grow=True)
     smallest = Budget.for_jobs(10_000.0, slow, jobs, plan).smallest_s()
-    assert grown.budget_s == pytest.approx(math.ceil(smallest)) and grown.budget_s > 5.0
+    assert grown.budget_s == 10 * math.ceil(smallest * GROW_MARGIN / 10) and grown.budget_s > smallest
 
 
 def test_the_budget_shares_sampling_and_corrects_itself_by_what_jobs_took():
@@ -184,3 +185,39 @@ def test_the_final_answer_is_the_headline_for_a_terminal():
     text = answer(frame)
     assert "fastest" in text and "ms/step" in text and "\x1b" not in text
     assert json.dumps(text)  # plain text
+
+
+def _published_job(plan, name="homl_custom_loop", batch_size=32):
+    from tfbench.benchmarks.stages.base import Context
+    from tfbench.implementations.recipes import RECIPES
+
+    context = Context(plan=plan, devices=[type("D", (), {"name": "cpu"})()], results=None, log=print, tf=None)
+    recipe = RECIPES[name]
+    return Job("as_published", {"recipe": recipe}, [context.stub(
+        "as_published", approach=recipe.approach, workload=recipe.workload, mode="eager",
+        batch_size=batch_size, dataset=recipe.dataset, variant=name)])  # the loop's own batch (no Keras import)
+
+
+def test_the_published_loops_training_is_costed_eager_and_sized_by_its_measured_step():
+    from tfbench.benchmarks.budget import PUBLISHED_STEP_OVERHEAD_S, SAMPLING_HEADROOM, epoch_seconds, job_cost
+
+    plan = build_plan("quick")
+    job = _published_job(plan)
+    cost = job_cost(job, plan, slowdown=2.0)
+    compiled = epoch_seconds("homl_cnn", 55000, 32, 2.0)
+    # One epoch as published (the quick profile's cap) costs its eager steps' overhead besides the math.
+    assert cost.train_s > compiled + 2.0 * 1000 * PUBLISHED_STEP_OVERHEAD_S
+    assert cost.min_train_s == pytest.approx(0.1 * cost.train_s)
+    budget = Budget.for_jobs(10_000.0, MachineSpeed(450.0, 40e-6), [job], plan)
+    assert budget.training(job, 1) == (1, 1.0)  # a roomy budget: the whole epoch
+    speed = MachineSpeed(450.0, 40e-6)
+    model = Budget.for_jobs(10_000.0, speed, [job], plan)
+    model_epoch = model.costs[id(job)].train_s
+    half = model.costs[id(job)].fixed_s + SAMPLING_HEADROOM * model.min_sampling_s(6) + 0.5 * model_epoch
+    tight = Budget.for_jobs(half, speed, [job], plan)  # room for half the epoch as modelled
+    assert tight.training(job, 1, epoch_s=model_epoch)[1] < 1.0
+    # The job timed its step 3x slower than the model: it trains a third as much, in the same seconds.
+    as_modelled, measured = tight.training(job, 1, epoch_s=model_epoch)[1], tight.training(
+        job, 1, epoch_s=3 * model_epoch)[1]
+    assert as_modelled == pytest.approx(0.5, abs=0.01)
+    assert measured == pytest.approx(0.5 / 3, abs=0.01)

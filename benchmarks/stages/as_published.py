@@ -71,7 +71,8 @@ def run(context: Context, job: Job) -> list[dict]:
     loop_class = get_loop(recipe.name)
     with open(os.devnull, "w") as sink, context.tf.device(job.params["device"].tf_device):
         metrics = step_times(context, recipe, loop_class(data, seed=context.plan.seed, out=sink), data)
-        metrics.update(accuracy(context, recipe, loop_class(data, seed=context.plan.seed, out=sink)))
+        step_s = metrics["published_step_time_s"]["median"]  # what a budgeted run sizes the training by
+        metrics.update(accuracy(context, recipe, loop_class(data, seed=context.plan.seed, out=sink), job, step_s))
     return [{**stub, "metrics": metrics}]
 
 
@@ -140,15 +141,28 @@ def step_times(context: Context, recipe, loop, data) -> dict:
     return metrics
 
 
-def accuracy(context: Context, recipe, loop) -> dict:
-    """Train a fresh published loop (capped by the plan) and record the tutorial's own figure."""
+def accuracy(context: Context, recipe, loop, job: Job | None = None, step_s: float | None = None) -> dict:
+    """Train a fresh published loop (capped by the plan) and record the tutorial's own figure.
+
+    A budgeted run trains fewer epochs, or at one epoch a share of its steps, sized from ``step_s`` (the
+    published step just timed: the loop's eager steps are 2-20x the compiled ones the cost model knows). A share
+    of an epoch ends before the epoch's own figures, so a loop that reports a training accuracy reports none."""
     from tfbench.implementations.as_published import documented_figure, run
 
     epochs = min(context.plan.as_published_epochs or loop.epochs, loop.epochs)
+    fraction = 1.0
+    if context.budget is not None and job is not None and step_s:
+        epochs, fraction = context.budget.training(job, epochs, epoch_s=step_s * loop.steps_per_epoch)
     start = time.perf_counter()
-    result = run(loop, epochs=epochs)
+    if fraction < 1:
+        result = run(loop, steps=max(1, round(fraction * loop.steps_per_epoch)))
+        epochs = 0
+    else:
+        result = run(loop, epochs=epochs)
     full_length = epochs >= loop.epochs
-    return {"published_accuracy": documented_figure(recipe, result, at_epoch=None if full_length else epochs),
+    extra = {"train_fraction": fraction} if fraction < 1 else {}
+    return {"published_accuracy": documented_figure(recipe, result, at_epoch=None if full_length else max(1, epochs)),
+            **extra,
             "published_full_length": full_length, "published_epochs": epochs, "documented_epochs": loop.epochs,
             "published_train_time_s": time.perf_counter() - start,
             "published_figures": {k: v for k, v in result.items() if k.endswith("_accuracy")},
