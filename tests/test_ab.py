@@ -259,8 +259,8 @@ def test_calibration_markdown_states_what_it_rests_on():
     assert "24 processes per condition" in text and "100 trials" in text and "not independent" in text
     cells = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
              for line in text.splitlines() if line.startswith("| ") and "detections" in line}
-    assert cells["5 % busy-wait slowdown: detections"] == ["1.052", "100", "60", "60 %", "≥ 80 %", "**no**"]
-    assert cells["10 % busy-wait slowdown: detections"] == ["-", "100", "99", "99 %", "≥ 99 %", "yes"]
+    assert cells["5 % busy-wait slowdown in every record at once: detections"] == ["1.052", "100", "60", "60 %", "≥ 80 %", "**no**"]
+    assert cells["10 % busy-wait slowdown in every record at once: detections"] == ["-", "100", "99", "99 %", "≥ 99 %", "yes"]
     broken = next(value for key, value in cells.items() if key.startswith("planted broken"))
     assert broken == ["broken", "100", "100", "100 %", "≥ 100 %", "yes"]
     assert "6 rounds x 2 processes x 21.0 s" in text and "within the 600 s budget" in text
@@ -417,5 +417,5 @@ def test_calibration_gives_each_record_its_rate_of_a_slowdown_put_into_it_alone(
     table = text.split("#### Per record")[1]
     line = next(line for line in table.splitlines() if line.startswith("| custom_tape/w0/function"))
     assert "100 % (1.2" in line and line.rstrip(" |").endswith("yes")
-    assert "lower bound" in table and "of 2 records meet them" in table
+    assert "lower bound" in table and "of 2 records meet them" in table and "A/A pair spread" in table
     assert "within the 600 s budget" in text  # 13 x 35 s

@@ -157,6 +157,8 @@ class Rate:
     # (:func:`caught_alone`), and its ratio over the pool.
     per_record: dict[str, int] = field(default_factory=dict)
     record_ratios: dict[str, float] = field(default_factory=dict)
+    # No change, duet pairs: per record, the standard deviation of one pair's log ratio (what a slowdown must beat).
+    pair_spread: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -225,6 +227,18 @@ def record_ratios(base_docs: Sequence[dict], cand_docs: Sequence[dict], paired: 
     return {short_name(row.record): row.verdict.ratio for row in rows if row.verdict is not None}
 
 
+def pair_spread(pairs: Sequence[tuple[dict, dict]], normalize: bool) -> dict[str, float]:
+    """Per step-time record, the standard deviation over ``pairs`` of one duet pair's log ratio."""
+    logs: dict[str, list[float]] = {}
+    for base, cand in pairs:
+        rows = compare_documents([base], [cand], "step_time", None, DEFAULT_ALPHA, normalize=normalize,
+                                 paired=True)
+        for row in rows:
+            if row.verdict is not None and row.verdict.ratio > 0:
+                logs.setdefault(short_name(row.record), []).append(float(np.log(row.verdict.ratio)))
+    return {name: float(np.std(values, ddof=1)) for name, values in logs.items() if len(values) > 1}
+
+
 def measured_change(base_docs: Sequence[dict], cand_docs: Sequence[dict], paired: bool, normalize: bool) -> str:
     """The change a condition made, over its whole pool: each record's ratio (or "broken")."""
     rows = compare_documents(base_docs, cand_docs, "step_time", None, DEFAULT_ALPHA, normalize=normalize,
@@ -288,7 +302,8 @@ def estimate_rates(pools: Pools | PairPools, rounds: int, trials: int, threshold
         if condition.slowdown and not condition.target:  # every record slowed: each one's own rate
             ratios = record_ratios(*pooled, paired, normalize)
             per_record = {name: caught.get(name, 0) for name in ratios}
-        rates.append(Rate(condition, trials, failures, change, per_record, ratios))
+        spread = pair_spread(pool, normalize) if paired and condition.is_null else {}
+        rates.append(Rate(condition, trials, failures, change, per_record, ratios, spread))
     return rates, spent / decisions
 
 
@@ -439,7 +454,7 @@ def _condition_text(condition: Condition) -> str:
         return "A/A (no change): false alarms"
     if condition.plant:
         return f"planted {condition.plant} ({PLANTS[condition.plant]}): detections"
-    where = f" in {condition.target} only" if condition.target else ""
+    where = f" in {condition.target} only" if condition.target else " in every record at once"
     return f"{_percent(condition.slowdown)} busy-wait slowdown{where}: detections"
 
 
@@ -497,11 +512,14 @@ def per_record_table(rates: Sequence[Rate]) -> list[str]:
     levels = sorted((rate for rate in rates if rate.per_record), key=lambda rate: rate.condition.slowdown)
     if not levels:
         return []
+    spread = next((rate.pair_spread for rate in rates if rate.condition.is_null), {})
     names = sorted({name for rate in levels for name in rate.per_record},
                    key=lambda name: (name.split("/")[1] != "mlp", name))
     body, missed = [], 0
     for name in names:
         row, smallest, met = [name], None, True
+        if spread:
+            row.append(_percent(spread[name]) if name in spread else "-")
         for rate in levels:
             caught = rate.per_record.get(name, 0) / rate.trials
             ratio = rate.record_ratios.get(name)
@@ -514,7 +532,8 @@ def per_record_table(rates: Sequence[Rate]) -> list[str]:
         row += [_percent(smallest) if smallest is not None else f"> {_percent(levels[-1].condition.slowdown)}",
                 "yes" if met else "**no**"]
         body.append(row)
-    headers = ["record", *[f"{_percent(rate.condition.slowdown)} caught (ratio)" for rate in levels],
+    headers = ["record", *(["A/A pair spread"] if spread else []),
+               *[f"{_percent(rate.condition.slowdown)} caught (ratio)" for rate in levels],
                f"smallest caught at ≥ {_percent(SMALLEST_CAUGHT_AT)}", "targets met"]
     targets = ", ".join(f"{_percent(size)} ≥ {_percent(level)}" for size, level in PER_RECORD_TARGETS)
     return ["", "#### Per record: a slowdown in that record alone", "",
@@ -523,7 +542,9 @@ def per_record_table(rates: Sequence[Rate]) -> list[str]:
             f"its own test with p below alpha / m, Holm's first and strictest level (m = the records tested). A "
             f"record that passes it fails the gate whatever the other records do, and its test uses only its own "
             f"samples, so the rate is a lower bound of a slowdown in that record alone being caught. The ratio is "
-            f"the record's measured change over the whole pool. Targets: {targets}; "
+            f"the record's measured change over the whole pool. A/A pair spread: the standard deviation of one "
+            f"no-change pair's log ratio; the signed-rank test reaches alpha / m only when nearly every pair of a "
+            f"trial agrees in sign, so a slowdown that is not well above the spread goes unseen. Targets: {targets}; "
             f"{len(names) - missed} of {len(names)} records meet them."]
 
 
