@@ -21,7 +21,7 @@ a record broken (:mod:`benchmarks.gate.processes`).
 
 The default is 13 rounds of ``--profile gate`` (20 records, docs/gate-coverage.md): Holm's correction over
 the records needs them (:mod:`benchmarks.gate.checks`). Under duet, both sides run at once, so a round takes
-one process's time (~45 s on two idle cores for the 20 records; the former two-record gate, now ``gate-mini``,
+one process's time (39-49 s, mean 45 s, for the 20 records: 589 s a gate; the former two-record gate, ``gate-mini``,
 took 8.8 s a round, 106 s for 12 rounds). Under alternate a round is two processes one after the other.
 With alpha = 0.01 fewer than 5 rounds
 (alternate) or 8 (duet) could never reach significance and are refused.
