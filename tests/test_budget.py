@@ -221,3 +221,41 @@ def test_the_published_loops_training_is_costed_eager_and_sized_by_its_measured_
         job, 1, epoch_s=3 * model_epoch)[1]
     assert as_modelled == pytest.approx(0.5, abs=0.01)
     assert measured == pytest.approx(0.5 / 3, abs=0.01)
+
+
+def test_a_budgeted_published_loop_trains_a_share_of_an_epoch_and_says_so():
+    from types import SimpleNamespace
+
+    from tfbench.benchmarks.stages import as_published as stage
+
+    class Loop:  # a published loop's interface: steps, its history at an epoch's end, its figures
+        epochs, steps_per_epoch = 20, 100
+
+        def __init__(self):
+            self.steps_done, self.history = 0, []
+
+        def step(self):
+            self.steps_done += 1
+            if self.steps_done % self.steps_per_epoch == 0:
+                self.history.append({"accuracy": 0.9})
+
+        def result(self):
+            return {"test_accuracy": 0.5}
+
+    asked = {}
+
+    class FakeBudget:
+        def training(self, job, epochs, epoch_s=None):
+            asked.update(epochs=epochs, epoch_s=epoch_s)
+            return 1, 0.25
+
+    recipe = SimpleNamespace(documented_metric="test_accuracy", documented_accuracy=None, documented_epoch=None,
+                             title="t")
+    context = SimpleNamespace(plan=SimpleNamespace(as_published_epochs=1), budget=FakeBudget())
+    loop = Loop()
+    metrics = stage.accuracy(context, recipe, loop, job=object(), step_s=0.03)
+    assert asked == {"epochs": 1, "epoch_s": pytest.approx(3.0)}  # sized by the step it timed, 100 steps an epoch
+    assert loop.steps_done == 25 and metrics["train_fraction"] == 0.25
+    assert metrics["published_epochs"] == 0 and not metrics["published_full_length"]
+    unbudgeted = stage.accuracy(SimpleNamespace(plan=context.plan, budget=None), recipe, Loop())
+    assert unbudgeted["published_epochs"] == 1 and "train_fraction" not in unbudgeted
