@@ -257,5 +257,9 @@ def test_a_budgeted_published_loop_trains_a_share_of_an_epoch_and_says_so():
     assert asked == {"epochs": 1, "epoch_s": pytest.approx(3.0)}  # sized by the step it timed, 100 steps an epoch
     assert loop.steps_done == 25 and metrics["train_fraction"] == 0.25
     assert metrics["published_epochs"] == 0 and not metrics["published_full_length"]
+    full_batch = Loop()
+    full_batch.steps_per_epoch = 1  # 88% of a one-step epoch is that step: the whole epoch, said so
+    metrics = stage.accuracy(context, recipe, full_batch, job=object(), step_s=0.3)
+    assert full_batch.steps_done == 1 and metrics["published_epochs"] == 1 and "train_fraction" not in metrics
     unbudgeted = stage.accuracy(SimpleNamespace(plan=context.plan, budget=None), recipe, Loop())
     assert unbudgeted["published_epochs"] == 1 and "train_fraction" not in unbudgeted

@@ -153,9 +153,13 @@ def accuracy(context: Context, recipe, loop, job: Job | None = None, step_s: flo
     fraction = 1.0
     if context.budget is not None and job is not None and step_s:
         epochs, fraction = context.budget.training(job, epochs, epoch_s=step_s * loop.steps_per_epoch)
+    steps = max(1, round(fraction * loop.steps_per_epoch))
+    if steps >= loop.steps_per_epoch:  # a share that rounds to the whole epoch (a full-batch loop has 1 step)
+        fraction = 1.0
     start = time.perf_counter()
     if fraction < 1:
-        result = run(loop, steps=max(1, round(fraction * loop.steps_per_epoch)))
+        fraction = steps / loop.steps_per_epoch  # what it trained
+        result = run(loop, steps=steps)
         epochs = 0
     else:
         result = run(loop, epochs=epochs)
