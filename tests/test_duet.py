@@ -33,10 +33,12 @@ two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the due
 
 # A stand-in for the suite's `benchmarks/cli.py run`: it waits at the real round barrier (this checkout's
 # benchmarks/timing.py) before each of its rounds, logging its arrival and release to $DUET_TEST_LOG; writes a
-# results file with the step time of the revision's speed.txt and the CPUs it may run on. die.txt makes it crash
-# before the round it names; broken.txt makes its record fail (exit status 3, results written, no barrier).
+# results file with the step time of the revision's speed.txt, the CPUs it was started on, and the CPUs its main
+# thread and a second thread (started before the first round, as TensorFlow's pools are) ran on in each round.
+# die.txt makes it crash before the round it names; broken.txt makes its record fail (exit status 3, results
+# written, no barrier).
 FAKE_SUITE_CLI = textwrap.dedent('''
-    import json, os, sys
+    import json, os, sys, threading
     sys.path.append({repo!r})
     from tfbench.benchmarks.timing import round_barrier
     args = sys.argv[1:]
@@ -47,6 +49,18 @@ FAKE_SUITE_CLI = textwrap.dedent('''
         with open(os.environ["DUET_TEST_LOG"], "a") as handle:
             handle.write(f"{{run}} {{event}}\\n")
 
+    started_on = sorted(os.sched_getaffinity(0))
+    round_cpus, thread_cpus = [], []
+    wake, answered = threading.Event(), threading.Event()
+
+    def worker():  # reports the CPUs it may run on whenever woken
+        while True:
+            wake.wait()
+            wake.clear()
+            thread_cpus.append(sorted(os.sched_getaffinity(0)))
+            answered.set()
+
+    threading.Thread(target=worker, daemon=True).start()
     broken = os.path.exists("broken.txt")
     die_at = int(open("die.txt").read()) if os.path.exists("die.txt") else None
     for r in range(1, {rounds} + 1):
@@ -58,6 +72,10 @@ FAKE_SUITE_CLI = textwrap.dedent('''
         log(f"arrive {{r}}")
         round_barrier(f"round {{r}}/{rounds}: fake")
         log(f"release {{r}}")
+        round_cpus.append(sorted(os.sched_getaffinity(0)))
+        wake.set()
+        answered.wait()
+        answered.clear()
     median = float(open("speed.txt").read())
     samples = [median * (1 + 0.001 * ((i * 7) % 5 - 2)) for i in range(20)]
     record = {{"kind": "step_time", "approach": "fake", "workload": "mlp", "mode": "function", "steps_per_call": 1,
@@ -67,7 +85,7 @@ FAKE_SUITE_CLI = textwrap.dedent('''
     if broken:
         record.update(status="failed", reason="RuntimeError: planted failure", metrics={{}})
     document = {{"schema_version": 1, "complete": True, "records": [record], "environment": {{}}, "devices": [],
-                "config": {{"cpus": sorted(os.sched_getaffinity(0))}}}}
+                "config": {{"cpus": started_on, "round_cpus": round_cpus, "thread_cpus": thread_cpus}}}}
     with open(output, "w") as handle:
         json.dump(document, handle)
     sys.exit(3 if broken else 0)
@@ -147,6 +165,11 @@ def test_duet_releases_both_sides_together_swaps_cores_and_pairs_the_rounds(repo
     assert (cpus["a-01.json"], cpus["b-01.json"]) == ([first], [second])
     assert (cpus["a-02.json"], cpus["b-02.json"]) == ([second], [first])  # swapped every round
     assert (cpus["a-07.json"], cpus["b-08.json"]) == ([first], [first])
+    # ... and inside a round from one measurement round to the next, every thread of each side at once
+    for side, start, other in (("a", first, second), ("b", second, first)):
+        config = load(result.files[side][0])["config"]
+        expected = [[start], [other]] * (BARRIER_ROUNDS // 2)
+        assert config["round_cpus"] == config["thread_cpus"] == expected
     assert any(f"{BARRIER_ROUNDS} barriers" in line and "A on CPU" in line for line in lines)
     [row] = result.rows
     assert (row.status, row.verdict.mode, row.verdict.n_base) == ("regressed", "pairs", 8)
@@ -259,6 +282,34 @@ def test_cores_are_chosen_on_different_physical_cores(tmp_path):
     assert duet.choose_cores({0, 1, 2, 3}, sysfs=tmp_path) == (0, 2)
     assert duet.choose_cores({0, 1}, sysfs=tmp_path) == (0, 1)  # one core only: two of its CPUs
     assert duet.choose_cores({5, 7}, sysfs=tmp_path / "missing") == (5, 7)  # no topology
+
+
+def test_the_cores_of_a_measurement_round_alternate_with_its_number():
+    assert duet.round_cores("round 1/4: a b", [0, 1]) == [0, 1]
+    assert duet.round_cores("round 2/4: a b", [0, 1]) == [1, 0]
+    assert duet.round_cores("round 12: a", [1, 0]) == [0, 1]  # the sequential rounds' label has no "/N"
+    assert duet.round_cores("round 2/4: a", [0, None]) == [0, None]  # an unpinned side: nothing moves
+    assert duet.round_cores("warm-up", [0, 1]) == [0, 1]  # no round number: as started
+
+
+def test_pinning_the_threads_of_a_gone_process_pins_none(tmp_path):
+    assert duet.pin_threads(2 ** 22 + 1, 0) == 0  # above Linux's largest pid
+    (tmp_path / "7" / "task" / "123456789").mkdir(parents=True)  # a thread that ended after the listing
+    assert duet.pin_threads(7, 0, tasks=tmp_path) == 0
+
+
+@two_cores
+def test_without_the_in_round_swap_each_side_keeps_its_core(repo, tmp_path):
+    git(repo, "checkout", "-q", "base")
+    first, second = duet.choose_cores()
+    outputs = [tmp_path / f"{side}.json" for side in "ab"]
+    specs = [duet.DuetProcess(side, repo, sys.executable, ("--profile", "gate"), output, core)
+             for side, output, core in zip("AB", outputs, (first, second))]
+    outcome = duet.run_together(specs, log=lambda line: None, swap_cores=False)
+    assert (outcome.barriers, outcome.swaps) == (BARRIER_ROUNDS, 0)
+    assert load(outputs[0])["config"]["thread_cpus"] == [[first]] * BARRIER_ROUNDS
+    assert load(outputs[1])["config"]["round_cpus"] == [[second]] * BARRIER_ROUNDS
+    assert duet.run_together(specs, log=lambda line: None).swaps == BARRIER_ROUNDS - 1  # rounds 2, 3 and 4
 
 
 # --- the barrier hook in benchmarks/timing.py -------------------------------------------------------------

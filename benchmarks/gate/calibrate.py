@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from tfbench.benchmarks.gate import checks, duet, signed_rank
+from tfbench.benchmarks.gate import checks, duet, per_record, signed_rank
 from tfbench.benchmarks.gate.ab import (
     DEFAULT_ROUNDS,
     DEFAULT_SCHEDULE,
@@ -76,6 +76,7 @@ from tfbench.benchmarks.gate.compare import (
     min_runs,
     percent,
 )
+from tfbench.benchmarks.gate.per_record import RecordRates, pair_log_ratios, robust_spread, short_name
 from tfbench.benchmarks.gate.plant import PLANTS
 from tfbench.benchmarks.gate.views import write_markdown
 from tfbench.benchmarks.results import SCHEMA_VERSION, load, make_record, summarize
@@ -91,6 +92,10 @@ FALSE_ALARM_TARGET = 0.01
 DETECTION_TARGETS = ((0.20, 1.0), (0.10, 0.99), (0.05, 0.80))
 # ... and per record, a slowdown in that record alone (issue 21: 10% >= 90%, 5% >= 80% where the noise allows)
 PER_RECORD_TARGETS = ((0.10, 0.90), (0.05, 0.80))
+# The slowdowns put into one record at a time in the A/A pairs (benchmarks.gate.per_record), and its trials: each
+# trial decides every record at every size (about 0.2 s for 20 records and 5 sizes).
+RECORD_SIZES = (0.05, 0.10, 0.15, 0.20, 0.30)
+RECORD_TRIALS = 500
 SMALLEST_CAUGHT_AT = 0.80  # the rate at which the per-record table states each record's smallest caught slowdown
 # planted change -> its detection target (None: no target, the table shows what the gate makes of it)
 PLANT_TARGETS = {"broken": 1.0, "extra_op": None, "no_update": 1.0}
@@ -159,6 +164,8 @@ class Rate:
     record_ratios: dict[str, float] = field(default_factory=dict)
     # No change, duet pairs: per record, the standard deviation of one pair's log ratio (what a slowdown must beat).
     pair_spread: dict[str, float] = field(default_factory=dict)
+    # No change, duet pairs: each size of RECORD_SIZES put into each record alone (benchmarks.gate.per_record)
+    scaled: RecordRates | None = None
 
     @property
     def rate(self) -> float:
@@ -213,12 +220,6 @@ def caught_alone(rows: Sequence, alpha: float) -> set[str]:
     return {short_name(row.record) for row in tested if row.status == "regressed" and row.verdict.p_value < level}
 
 
-def short_name(record: str) -> str:
-    """``approach/workload/mode`` of a step-time record's id (the names ``--inject-into`` takes)."""
-    parts = record.split("/")
-    return "/".join(parts[1:4]) if len(parts) > 4 and parts[0] == "step_time" else record
-
-
 def record_ratios(base_docs: Sequence[dict], cand_docs: Sequence[dict], paired: bool,
                   normalize: bool) -> dict[str, float]:
     """Each step-time record's ratio (candidate / baseline) over a whole pool, by its short name."""
@@ -228,18 +229,10 @@ def record_ratios(base_docs: Sequence[dict], cand_docs: Sequence[dict], paired: 
 
 
 def pair_spread(pairs: Sequence[tuple[dict, dict]], normalize: bool) -> dict[str, float]:
-    """Per step-time record, the spread over ``pairs`` of one duet pair's log ratio: 1.4826 x its median absolute
-    deviation, a standard deviation for normal noise that one outlying pair (which the rank test shrugs off) does
-    not set."""
-    logs: dict[str, list[float]] = {}
-    for base, cand in pairs:
-        rows = compare_documents([base], [cand], "step_time", None, DEFAULT_ALPHA, normalize=normalize,
-                                 paired=True)
-        for row in rows:
-            if row.verdict is not None and row.verdict.ratio > 0:
-                logs.setdefault(short_name(row.record), []).append(float(np.log(row.verdict.ratio)))
-    return {name: float(1.4826 * np.median(np.abs(np.asarray(values) - np.median(values))))
-            for name, values in logs.items() if len(values) > 1}
+    """Per step-time record, the spread over ``pairs`` of one duet pair's log ratio
+    (:func:`benchmarks.gate.per_record.robust_spread`)."""
+    return {name: robust_spread(values) for name, values in pair_log_ratios(pairs, normalize).items()
+            if np.isfinite(values).sum() > 1}
 
 
 def measured_change(base_docs: Sequence[dict], cand_docs: Sequence[dict], paired: bool, normalize: bool) -> str:
@@ -301,12 +294,16 @@ def estimate_rates(pools: Pools | PairPools, rounds: int, trials: int, threshold
         else:
             pooled = baseline, pool
         change = measured_change(*pooled, paired, normalize)
-        per_record, ratios = {}, {}
+        per_record_caught, ratios = {}, {}
         if condition.slowdown and not condition.target:  # every record slowed: each one's own rate
             ratios = record_ratios(*pooled, paired, normalize)
-            per_record = {name: caught.get(name, 0) for name in ratios}
-        spread = pair_spread(pool, normalize) if paired and condition.is_null else {}
-        rates.append(Rate(condition, trials, failures, change, per_record, ratios, spread))
+            per_record_caught = {name: caught.get(name, 0) for name in ratios}
+        spread, scaled = {}, None
+        if paired and condition.is_null:
+            spread = pair_spread(pool, normalize)
+            scaled = per_record.record_rates(pair_log_ratios(pool, normalize), RECORD_SIZES, rounds,
+                                             min(trials, RECORD_TRIALS), threshold, alpha, seed)
+        rates.append(Rate(condition, trials, failures, change, per_record_caught, ratios, spread, scaled))
     return rates, spent / decisions
 
 
@@ -509,47 +506,77 @@ def record_target(slowdown: float) -> float | None:
     return next((rate for smallest, rate in PER_RECORD_TARGETS if slowdown >= smallest - 1e-9), None)
 
 
+def _record_order(names) -> list[str]:
+    return sorted(names, key=lambda name: (name.split("/")[1] != "mlp", name))
+
+
 def per_record_table(rates: Sequence[Rate]) -> list[str]:
-    """Markdown lines: per record, how often a slowdown in it alone is caught at each size (a lower bound,
-    :func:`caught_alone`), the smallest size caught at >= 80 %, and whether the targets are met."""
+    """Markdown lines: per record, how often a slowdown in it alone is caught at each size, the smallest size
+    caught at >= 80 %, and whether the targets are met. From the A/A pairs' scaled trials where the calibration
+    has them (duet: :mod:`benchmarks.gate.per_record`), beside the lower bound from each measured every-record
+    pool (:func:`caught_alone`); from those lower bounds alone otherwise."""
     levels = sorted((rate for rate in rates if rate.per_record), key=lambda rate: rate.condition.slowdown)
-    if not levels:
+    null = next((rate for rate in rates if rate.condition.is_null), None)
+    scaled = null.scaled if null is not None else None
+    if not levels and scaled is None:
         return []
-    spread = next((rate.pair_spread for rate in rates if rate.condition.is_null), {})
-    names = sorted({name for rate in levels for name in rate.per_record},
-                   key=lambda name: (name.split("/")[1] != "mlp", name))
+    spread = null.pair_spread if null is not None else {}
+    names = _record_order({name for rate in levels for name in rate.per_record} |
+                          set(scaled.caught[min(scaled.caught)] if scaled else ()))
+    sizes = sorted(scaled.caught) if scaled else [rate.condition.slowdown for rate in levels]
     body, missed = [], 0
     for name in names:
         row, smallest, met = [name], None, True
         if spread:
             row.append(_percent(spread[name]) if name in spread else "-")
-        for rate in levels:
+        for rate in levels:  # the measured every-record pools: a lower bound
             caught = rate.per_record.get(name, 0) / rate.trials
             ratio = rate.record_ratios.get(name)
             row.append(f"{_percent(caught)} ({ratio:.3f})" if ratio is not None else _percent(caught))
-            if smallest is None and caught >= SMALLEST_CAUGHT_AT:
-                smallest = rate.condition.slowdown
-            target = record_target(rate.condition.slowdown)
-            met = met and (target is None or caught >= target)
+            if scaled is None:
+                smallest = smallest if smallest is not None or caught < SMALLEST_CAUGHT_AT else rate.condition.slowdown
+                target = record_target(rate.condition.slowdown)
+                met = met and (target is None or caught >= target)
+        if scaled is not None:
+            for size in sizes:
+                caught = scaled.rate(size, name)
+                row.append(_percent(caught))
+                target = record_target(size)
+                met = met and (target is None or caught >= target)
+            smallest = scaled.smallest_caught(name, SMALLEST_CAUGHT_AT)
         missed += not met
-        row += [_percent(smallest) if smallest is not None else f"> {_percent(levels[-1].condition.slowdown)}",
+        row += [_percent(smallest) if smallest is not None else f"> {_percent(sizes[-1])}",
                 "yes" if met else "**no**"]
         body.append(row)
     headers = ["record", *(["A/A pair spread"] if spread else []),
-               *[f"{_percent(rate.condition.slowdown)} caught (ratio)" for rate in levels],
+               *[f"{_percent(rate.condition.slowdown)} pool: caught alone ≥ (ratio)" for rate in levels],
+               *([f"{_percent(size)} in it alone" for size in sizes] if scaled else []),
                f"smallest caught at ≥ {_percent(SMALLEST_CAUGHT_AT)}", "targets met"]
     targets = ", ".join(f"{_percent(size)} ≥ {_percent(level)}" for size, level in PER_RECORD_TARGETS)
-    return ["", "#### Per record: a slowdown in that record alone", "",
-            tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), "",
-            f"- Each record's rate counts the trials of the every-record slowdown in which that record regressed on "
-            f"its own test with p below alpha / m, Holm's first and strictest level (m = the records tested). A "
-            f"record that passes it fails the gate whatever the other records do, and its test uses only its own "
-            f"samples, so the rate is a lower bound of a slowdown in that record alone being caught. The ratio is "
-            f"the record's measured change over the whole pool. A/A pair spread: the robust standard deviation "
-            f"(1.4826 x MAD) of one no-change pair's log ratio; the signed-rank test reaches alpha / m only when "
-            f"nearly every pair of a trial agrees in sign, so a slowdown not well above the spread goes unseen. "
-            f"Targets: {targets}; "
-            f"{len(names) - missed} of {len(names)} records meet them."]
+    lines = ["", "#### Per record: a slowdown in that record alone", "",
+             tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    if levels:
+        lines.append(
+            "- *N % pool: caught alone ≥*: the trials of that measured every-record slowdown in which the record "
+            "regressed on its own test with p below alpha / m, Holm's first and strictest level (m = the records "
+            "tested). Such a record fails the gate whatever the other records do, so this is a lower bound of a "
+            "slowdown in it alone being caught; the ratio is the record's measured change over the whole pool.")
+    if scaled is not None:
+        lines.append(
+            f"- *N % in it alone*: {scaled.trials} trials of {scaled.rounds} of the {scaled.pairs} A/A pairs, "
+            "with log(1 + N %) added to that record's centred log ratios and the others left as measured, decided "
+            "as the gate decides (signed-rank test per record, Holm over all): `benchmarks/gate/per_record.py`. "
+            "It assumes a slowdown scales the step and adds no noise; the check: the same scaling in every record "
+            "at once failed the gate in " + ", ".join(
+                f"{_percent(scaled.all_at_once[size] / scaled.trials)} of trials at {_percent(size)}"
+                for size in sizes) + ", beside the measured busy-wait pools above. The A/A trials of these draws "
+            f"failed on step time {scaled.aa_failures} times in {scaled.trials}.")
+    lines.append(
+        "- A/A pair spread: the robust standard deviation (1.4826 x MAD) of one no-change pair's log ratio. With "
+        "13 pairs the signed-rank test reaches alpha / m only when nearly every pair agrees in sign, so a "
+        f"slowdown not well above the spread goes unseen. Targets: {targets}; {len(names) - missed} of "
+        f"{len(names)} records meet them.")
+    return lines
 
 
 def slowdown_list(text: str) -> tuple[float, ...]:

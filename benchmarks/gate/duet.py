@@ -12,8 +12,12 @@ ab --schedule duet`` is:
   (:func:`benchmarks.timing.round_barrier`): before each of its measurement rounds a process writes one line
   naming the round, and waits; when every running process has arrived, the gate releases them all. Both
   measure the same records in the same order, so each round times the same record on both cores at once;
-* the cores swap from round to round (A on the first core in odd rounds, on the second in even ones), so a
-  faster core cancels out of the paired ratios.
+* the cores swap from pair to pair (A on the first core in odd pairs, on the second in even ones), and inside
+  a pair from measurement round to measurement round: at each barrier the gate moves every thread of each
+  process to the other's core (``os.sched_setaffinity`` on each thread id) before it releases them, so that each
+  record is timed on both cores by both sides. A neighbour that loads one core for a few seconds then slows A's
+  and B's rounds of a record alike, instead of one side's whole record (the calibration in
+  docs/gate-coverage.md measures what this buys).
 
 A process that finishes is dropped from the barrier, and the other is released alone from then on. A process
 that fails ends the round: the other is stopped (SIGTERM, then SIGKILL), no process is left behind, and the
@@ -24,6 +28,7 @@ see the barrier's pipe close at their next round and exit.
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import subprocess
 import tempfile
@@ -35,6 +40,7 @@ from pathlib import Path
 from tfbench.benchmarks.gate.processes import ProcessFailed, ProcessResult, check_completed, run_command
 from tfbench.benchmarks.timing import ROUND_BARRIER_ENV
 
+ROUND_NUMBER = re.compile(r"round (\d+)")  # the measurement round a barrier label names ("round 3/4: ...")
 STOP_GRACE_S = 10.0  # how long a stopped process gets to exit after SIGTERM before SIGKILL
 SYSFS_CPUS = Path("/sys/devices/system/cpu")
 
@@ -58,6 +64,7 @@ class DuetRound:
     barriers: int  # how many times the processes were released together
     notes: list[str] = field(default_factory=list)  # per process: "" or "N records failed"
     mismatches: list[str] = field(default_factory=list)  # barriers where the two named different rounds
+    swaps: int = 0  # barriers at which the two processes moved to each other's core
 
 
 def choose_cores(available: set[int] | None = None, sysfs: Path = SYSFS_CPUS) -> tuple[int, int] | None:
@@ -87,6 +94,32 @@ def supports_barrier(worktree: Path) -> bool:
         return False
 
 
+def pin_threads(pid: int, core: int, tasks: Path = Path("/proc")) -> int:
+    """Pin every thread of process ``pid`` to ``core``; the number of threads pinned. A thread that ends meanwhile
+    is skipped; one started meanwhile inherits its creator's pin, and the next call moves it too."""
+    pinned = 0
+    try:
+        thread_ids = [int(name) for name in os.listdir(tasks / str(pid) / "task")]
+    except OSError:
+        return 0  # the process has gone
+    for thread_id in thread_ids:
+        try:
+            os.sched_setaffinity(thread_id, {core})
+            pinned += 1
+        except OSError:  # ProcessLookupError: the thread ended since the listing
+            pass
+    return pinned
+
+
+def round_cores(label: str, cores: Sequence[int | None]) -> list[int | None]:
+    """The cores of the processes in the measurement round ``label`` names: as started in odd rounds, each on
+    the other's core in even ones (two pinned processes only; otherwise as started)."""
+    match = ROUND_NUMBER.search(label)
+    if len(cores) != 2 or None in cores or match is None or int(match.group(1)) % 2:
+        return list(cores)
+    return list(cores[::-1])
+
+
 class _Running:
     """A launched process, its two barrier pipes (our ends) and its captured output."""
 
@@ -101,6 +134,7 @@ class _Running:
         self.pending: list[str] = []
         self.buffer = b""
         self.finished = False
+        self.core = spec.core  # the core its threads are pinned to now
         env = {**os.environ, "PYTHONPATH": str(spec.worktree), ROUND_BARRIER_ENV: f"{ready_write},{go_read}"}
         core = spec.core
         try:
@@ -158,11 +192,13 @@ class _Running:
         self.stderr.close()
 
 
-def run_together(specs: Sequence[DuetProcess], log: Callable[[str], None] = print) -> DuetRound:
-    """Run the processes of one duet round concurrently, releasing them together at every barrier."""
+def run_together(specs: Sequence[DuetProcess], log: Callable[[str], None] = print,
+                 swap_cores: bool = True) -> DuetRound:
+    """Run the processes of one duet round concurrently, releasing them together at every barrier; with
+    ``swap_cores``, two pinned processes change cores from one measurement round to the next (module docstring)."""
     start = time.perf_counter()
     running: list[_Running] = []
-    barriers, mismatches, notes = 0, [], []
+    barriers, swaps, mismatches, notes = 0, 0, [], []
     selector = selectors.DefaultSelector()
     try:
         for spec in specs:
@@ -183,6 +219,13 @@ def run_together(specs: Sequence[DuetProcess], log: Callable[[str], None] = prin
                 if len(set(labels)) > 1:
                     mismatches.append(f"barrier {barriers}: " + "; ".join(
                         f"{p.spec.label.split()[0]} at '{label}'" for p, label in zip(active, labels)))
+                if swap_cores and len(active) == len(running) == 2:
+                    wanted = round_cores(labels[0], [p.spec.core for p in active])
+                    if wanted != [p.core for p in active]:
+                        for process, core in zip(active, wanted):
+                            pin_threads(process.process.pid, core)
+                            process.core = core
+                        swaps += 1
                 for process in active:
                     process.release()
         for process in running:
@@ -198,4 +241,4 @@ def run_together(specs: Sequence[DuetProcess], log: Callable[[str], None] = prin
             process.stop()
             process.close()
         selector.close()
-    return DuetRound(time.perf_counter() - start, barriers, notes, mismatches)
+    return DuetRound(time.perf_counter() - start, barriers, notes, mismatches, swaps)
