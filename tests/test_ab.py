@@ -418,5 +418,13 @@ def test_calibration_gives_each_record_its_rate_of_a_slowdown_put_into_it_alone(
     table = text.split("#### Per record")[1]
     line = next(line for line in table.splitlines() if line.startswith("| custom_tape/w0/function"))
     assert "100 % (1.2" in line and line.rstrip(" |").endswith("yes")
-    assert "lower bound" in table and "of 2 records meet them" in table and "A/A pair spread" in table
+    assert "lower bound" in table and "A/A pair spread" in table
+    assert "2 of 2 records catch 10 % at ≥ 90 %; 2 of 2 records catch 5 % at ≥ 80 %" in table
     assert "within the 600 s budget" in text  # 13 x 35 s
+    # ... and, from the A/A pairs, each size put into each record alone
+    scaled = rates[0.0].scaled
+    assert scaled is not None and scaled.pairs == 16 and scaled.trials == 60
+    assert all(scaled.rate(0.10, name) == 1.0 for name in big.per_record)
+    assert scaled.smallest_caught("custom_tape/w0/function", 0.8) == 0.05
+    assert "10 % in it alone" in table.splitlines()[2]  # a column of the table's header
+    assert "log(1 + N %) added to that record's centred log ratios" in table

@@ -8,8 +8,9 @@ working directory and ``PYTHONPATH``, so that each side runs its own code). Two 
 
 * ``alternate``: the rounds run A then B, one process at a time, all cores to each; the machine's drift is
   spread over both sides, and the run medians are compared unpaired (Mann-Whitney, :mod:`benchmarks.gate.compare`);
-* ``duet``: in each round A and B run at the same time, each pinned to its own core (swapped every round) and
-  released together before each measurement round (:mod:`benchmarks.gate.duet`); the rounds' paired ratios are
+* ``duet``: in each round A and B run at the same time, each pinned to its own core (swapped every round, and
+  inside a round at every measurement round) and released together before each measurement round
+  (:mod:`benchmarks.gate.duet`); the rounds' paired ratios are
   compared (Wilcoxon signed-rank). It needs two cores, and both revisions must have the round barrier
   (:func:`benchmarks.timing.round_barrier`): otherwise it says so in one line and runs ``alternate``.
 
@@ -21,7 +22,7 @@ a record broken (:mod:`benchmarks.gate.processes`).
 
 The default is 13 rounds of ``--profile gate`` (20 records, docs/gate-coverage.md): Holm's correction over
 the records needs them (:mod:`benchmarks.gate.checks`). Under duet, both sides run at once, so a round takes
-one process's time (39-49 s, mean 45 s, for the 20 records: 589 s a gate; the former two-record gate, ``gate-mini``,
+one process's time (37-51 s, mean 44 s, for the 20 records: 574 s a gate; the former two-record gate, ``gate-mini``,
 took 8.8 s a round, 106 s for 12 rounds). Under alternate a round is two processes one after the other.
 With alpha = 0.01 fewer than 5 rounds
 (alternate) or 8 (duet) could never reach significance and are refused.
