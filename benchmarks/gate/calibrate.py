@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from tfbench.benchmarks.gate import checks, duet, per_record, signed_rank
+from tfbench.benchmarks.gate import checks, duet, signed_rank
 from tfbench.benchmarks.gate.ab import (
     DEFAULT_ROUNDS,
     DEFAULT_SCHEDULE,
@@ -80,7 +80,13 @@ from tfbench.benchmarks.gate.compare import (
     min_runs,
     percent,
 )
-from tfbench.benchmarks.gate.per_record import RecordRates, pair_log_ratios, robust_spread, short_name
+from tfbench.benchmarks.gate.per_record import (
+    RecordRates,
+    pair_log_ratios,
+    record_rates,
+    robust_spread,
+    short_name,
+)
 from tfbench.benchmarks.gate.plant import PLANTS
 from tfbench.benchmarks.gate.views import write_markdown
 from tfbench.benchmarks.results import SCHEMA_VERSION, load, make_record, summarize
@@ -232,11 +238,10 @@ def record_ratios(base_docs: Sequence[dict], cand_docs: Sequence[dict], paired: 
     return {short_name(row.record): row.verdict.ratio for row in rows if row.verdict is not None}
 
 
-def pair_spread(pairs: Sequence[tuple[dict, dict]], normalize: bool) -> dict[str, float]:
-    """Per step-time record, the spread over ``pairs`` of one duet pair's log ratio
-    (:func:`benchmarks.gate.per_record.robust_spread`)."""
-    return {name: robust_spread(values) for name, values in pair_log_ratios(pairs, normalize).items()
-            if np.isfinite(values).sum() > 1}
+def pair_spread(log_ratios: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per step-time record, the spread of one duet pair's log ratio (:func:`benchmarks.gate.per_record.robust_spread`)
+    over the pairs of :func:`benchmarks.gate.per_record.pair_log_ratios`."""
+    return {name: robust_spread(values) for name, values in log_ratios.items() if np.isfinite(values).sum() > 1}
 
 
 def measured_change(base_docs: Sequence[dict], cand_docs: Sequence[dict], paired: bool, normalize: bool) -> str:
@@ -298,16 +303,17 @@ def estimate_rates(pools: Pools | PairPools, rounds: int, trials: int, threshold
         else:
             pooled = baseline, pool
         change = measured_change(*pooled, paired, normalize)
-        per_record_caught, ratios = {}, {}
+        caught_alone_counts, ratios = {}, {}
         if condition.slowdown and not condition.target:  # every record slowed: each one's own rate
             ratios = record_ratios(*pooled, paired, normalize)
-            per_record_caught = {name: caught.get(name, 0) for name in ratios}
+            caught_alone_counts = {name: caught.get(name, 0) for name in ratios}
         spread, scaled = {}, None
         if paired and condition.is_null:
-            spread = pair_spread(pool, normalize)
-            scaled = per_record.record_rates(pair_log_ratios(pool, normalize), RECORD_SIZES, rounds,
-                                             min(trials, RECORD_TRIALS), threshold, alpha, seed)
-        rates.append(Rate(condition, trials, failures, change, per_record_caught, ratios, spread, scaled))
+            log_ratios = pair_log_ratios(pool, normalize)
+            spread = pair_spread(log_ratios)
+            scaled = record_rates(log_ratios, RECORD_SIZES, rounds, min(trials, RECORD_TRIALS), threshold, alpha,
+                                  seed)
+        rates.append(Rate(condition, trials, failures, change, caught_alone_counts, ratios, spread, scaled))
     return rates, spent / decisions
 
 
@@ -506,10 +512,6 @@ def to_markdown(rates: Sequence[Rate], *, processes: int, rounds: int, threshold
     return "\n".join(lines) + "\n"
 
 
-def _record_order(names) -> list[str]:
-    return sorted(names, key=lambda name: (name.split("/")[1] != "mlp", name))
-
-
 def per_record_table(rates: Sequence[Rate]) -> list[str]:
     """Markdown lines: per record, how often a slowdown in it alone is caught at each size, the smallest size
     caught at >= 80 %, and whether the targets are met. From the A/A pairs' scaled trials where the calibration
@@ -521,8 +523,9 @@ def per_record_table(rates: Sequence[Rate]) -> list[str]:
     if not levels and scaled is None:
         return []
     spread = null.pair_spread if null is not None else {}
-    names = _record_order({name for rate in levels for name in rate.per_record} |
-                          set(scaled.caught[min(scaled.caught)] if scaled else ()))
+    names = sorted({name for rate in levels for name in rate.per_record} |
+                   set(scaled.caught[min(scaled.caught)] if scaled else ()),
+                   key=lambda name: (name.split("/")[1] != "mlp", name))
     sizes = sorted(scaled.caught) if scaled else [rate.condition.slowdown for rate in levels]
     # one column per per-record target, each read at its own size (the lower bounds when nothing was scaled)
     body, met_counts = [], dict.fromkeys(PER_RECORD_TARGETS, 0)
